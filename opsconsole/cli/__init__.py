@@ -1,0 +1,78 @@
+"""Command line entry point: `opsconsole [global options] [COMMAND ...]`.
+
+With no command it starts the TUI. Each command lives in its own module in this
+package and exposes `register(subparsers, common)`; its handler has the
+signature `handler(args, settings) -> int` (the exit code).
+
+Exit codes: 0 ok / nothing above info, 1 warn, 2 critical/fail, 3 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..errors import EXIT_USAGE, OpsconsoleError
+from .common import add_common_options, print_error, settings_from_args
+
+# Command modules, in the order they appear in --help.
+COMMAND_MODULES = ("status", "diagnose", "kb", "playbook", "runs", "models", "report", "bench")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with 3 (our usage-error code) instead of 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print_error(message)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    add_common_options(common, suppress_defaults=True)
+    parser = _Parser(
+        prog="opsconsole",
+        description="A console for GPU boxes: live telemetry, diagnosis, playbooks and smoke runs. "
+        "Run without a command to open the TUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"opsconsole {__version__}")
+    add_common_options(parser, suppress_defaults=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings: Settings = settings_from_args(args, load_settings())
+        handler = getattr(args, "handler", None)
+        if handler is None:
+            from ..tui.app import run_tui  # imported late: Textual is only needed here
+
+            return run_tui(args, settings)
+        return int(handler(args, settings) or 0)
+    except OpsconsoleError as exc:
+        print_error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `opsconsole status --json | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

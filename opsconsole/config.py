@@ -120,7 +120,10 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
                 import re
 
                 found = re.search(r"line (\d+)", str(exc))
-                line = int(found.group(1)) if found else None
+                if found:
+                    line = int(found.group(1))
+                elif "end of document" in str(exc):
+                    line = max(1, len(text.splitlines()))
             raise ConfigError(str(path), line, f"not valid TOML ({exc})", "fix the syntax or remove the file") from None
         for key, value in data.items():
             values[key] = _coerce(path, text, key, value)

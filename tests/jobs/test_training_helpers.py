@@ -1,0 +1,81 @@
+"""The shared trainer helpers: loss trend, divergence guard, step reports, SIGTERM stop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from opsconsole.jobs.common import JobError, make_context
+from opsconsole.jobs.training import DivergenceError, add_trainer_options, loss_trend, validate_trainer_options
+
+
+def test_loss_trend_compares_first_and_last_window() -> None:
+    down = loss_trend([5.0, 4.0, 3.5, 3.0, 2.0, 1.0])
+    assert down["trend"] == "decreasing" and down["window"] == 2
+    assert down["first_mean"] == pytest.approx(4.5) and down["last_mean"] == pytest.approx(1.5)
+    assert loss_trend([1.0, 1.2, 1.1, 1.5])["trend"] == "not_decreasing"
+    assert loss_trend([1.0])["trend"] == "too_few_steps"
+
+
+def test_divergence_error_names_step_cause_and_kb() -> None:
+    fp16 = DivergenceError(3, float("nan"), "fp16", 1e-4)
+    assert "step 3" in str(fp16) and fp16.cause == "fp16 overflow" and fp16.kb == "nan-fp16-overflow"
+    fp32 = DivergenceError(7, float("inf"), "fp32", 0.5, injected=True)
+    assert fp32.kb == "nan-lr-too-high" and "--inject-nan-at 7" in str(fp32)
+    assert fp32.metrics["diverged_at_step"] == 7 and fp32.exit_code == 1
+
+
+def test_bad_trainer_flags_are_bad_input() -> None:
+    parser = argparse.ArgumentParser()
+    add_trainer_options(parser)
+    with pytest.raises(JobError) as info:
+        validate_trainer_options(parser.parse_args(["--steps", "0"]))
+    assert info.value.exit_code == 3 and "--steps" in str(info.value)
+
+
+@pytest.mark.ml
+def test_monitor_reports_steps_and_stops_on_injected_nan(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from opsconsole.jobs.training import TrainMonitor
+
+    parser = argparse.ArgumentParser()
+    add_trainer_options(parser, steps=5, lr=0.1)
+    args = parser.parse_args(["--inject-nan-at", "4"])
+    ctx = make_context(tmp_path)
+    monitor = TrainMonitor(ctx, args, total_steps=5, device="cpu", dtype=torch.float32)
+    weight = torch.nn.Parameter(torch.tensor([3.0]))
+    optimizer = torch.optim.SGD([weight], lr=args.lr)
+    with pytest.raises(DivergenceError) as info:
+        for step in range(1, 6):
+            loss = (weight ** 2).sum()
+            monitor.check_loss(step, loss)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            monitor.report(step, grad_norm=weight.grad, samples=1)
+    assert info.value.step == 4
+    ctx.events.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    progress = [e for e in events if e["type"] == "progress"]
+    assert [e["step"] for e in progress] == [1, 2, 3]
+    losses = [e["metrics"]["loss"] for e in progress]
+    assert losses == sorted(losses, reverse=True)  # x^2 under gradient descent goes down
+    assert info.value.metrics["steps"] == 3 and info.value.metrics["loss_trend"] == "decreasing"
+
+
+@pytest.mark.ml
+def test_monitor_should_stop_after_sigterm_flag(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from opsconsole.jobs.training import TrainMonitor
+
+    parser = argparse.ArgumentParser()
+    add_trainer_options(parser)
+    ctx = make_context(tmp_path)
+    monitor = TrainMonitor(ctx, parser.parse_args([]), total_steps=10, device="cpu", dtype=torch.float32)
+    monitor.check_loss(1, torch.tensor(1.0))
+    assert not monitor.should_stop()
+    ctx.stop_requested = True
+    monitor.check_loss(2, torch.tensor(0.5))
+    assert monitor.should_stop()

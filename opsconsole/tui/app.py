@@ -1,0 +1,190 @@
+"""The opsconsole Textual app: modes (one per screen), the telemetry feed, app-wide actions.
+
+`create_app(settings, simulate=...)` is the one factory used by the CLI, the tests
+and the benchmarks; `run_tui(args, settings)` is what `opsconsole` (no command) runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from ..config import Settings
+from ..telemetry.snapshot import Snapshot
+from .feed import SnapshotArrived, Source, TelemetryFeed, TelemetryHistory
+from .screens.base import SCREENS, OpsScreen
+from .widgets.banner import banner_for
+
+
+def default_source_factory(settings: Settings, simulate: str | None, frozen: bool) -> Callable[[], Source]:
+    def open_default() -> Source:
+        from ..telemetry import open_source  # imported in the feed thread: NVML init stays off the UI
+
+        kwargs: dict[str, Any] = {"simulate": simulate, "python": settings.python, "nvml_timeout": settings.nvml_timeout}
+        if simulate and frozen:
+            kwargs["frozen"] = True
+        return open_source(**kwargs)
+
+    return open_default
+
+
+def prefers_light() -> bool:
+    """Light terminal background, as far as COLORFGBG tells ("15;0" dark, "0;15" light)."""
+    bg = os.environ.get("COLORFGBG", "").split(";")[-1]
+    return bg in ("7", "15")
+
+
+def _modes() -> dict[str, Callable[[], Screen]]:
+    from .screens.dashboard import DashboardScreen
+    from .screens.diagnose import DiagnoseScreen
+    from .screens.environment import EnvironmentScreen
+    from .screens.help import HelpScreen
+    from .screens.kb import KbScreen
+    from .screens.playbooks import PlaybooksScreen
+    from .screens.runs import RunsScreen
+
+    return {
+        "dashboard": DashboardScreen, "diagnose": DiagnoseScreen, "kb": KbScreen,
+        "playbooks": PlaybooksScreen, "runs": RunsScreen, "environment": EnvironmentScreen, "help": HelpScreen,
+    }
+
+
+class OpsConsoleApp(App[int]):
+    TITLE = "opsconsole"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        *(Binding(f"{key},f{n + 1}" if key != "?" else "question_mark,f1", f"goto('{mode}')", title, show=False)
+          for n, (mode, key, title) in enumerate(SCREENS)),
+        Binding("ctrl+t", "toggle_dark", "Light/dark", show=False),
+    ]
+
+    def __init__(self, settings: Settings, simulate: str | None = None, *, frozen: bool = False,
+                 source_factory: Callable[[], Source] | None = None, start_mode: str = "dashboard") -> None:
+        super().__init__()
+        self.settings = settings
+        self.simulate = simulate
+        self.frozen = frozen
+        self.snapshot: Snapshot | None = None
+        self.history = TelemetryHistory(refresh=settings.refresh)
+        self._source_factory = source_factory or default_source_factory(settings, simulate, frozen)
+        self.feed: TelemetryFeed | None = None
+        self.start_mode = start_mode
+        self._kb = None
+        self._run_manager = None
+        for mode, factory in _modes().items():
+            self.add_mode(mode, factory)
+        self.theme = "textual-light" if prefers_light() else "textual-dark"
+
+    # -- lifecycle -------------------------------------------------------
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+        self.feed = TelemetryFeed(self._source_factory, self.post_message, self.settings.refresh)
+        self.feed.start()
+        self.set_interval(0.5, self._watch_stall)
+
+    def on_unmount(self) -> None:
+        # Detached runs are separate process groups: leaving never stops them.
+        if self.feed is not None:
+            self.feed.stop()
+
+    def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
+        self.snapshot = message.snapshot
+        self.history.add(message.snapshot)
+        screen = self.screen
+        if isinstance(screen, OpsScreen):
+            screen.receive_snapshot(message.snapshot)
+
+    def _watch_stall(self) -> None:
+        if self.feed is None or self.feed.stalled_for() <= self.stall_limit:
+            return
+        screen = self.screen
+        if isinstance(screen, OpsScreen) and self.snapshot is not None:
+            screen.receive_snapshot(self.snapshot)  # re-render with the banner
+
+    @property
+    def stall_limit(self) -> float:
+        return self.settings.nvml_timeout + 1.0
+
+    def banner(self) -> tuple[str, str] | None:
+        if self.snapshot is None:
+            return None
+        stalled = self.feed.stalled_for() if self.feed else 0.0
+        return banner_for(self.snapshot.nvml, stalled, self.stall_limit)
+
+    def feed_poll_now(self) -> None:
+        if self.feed is not None:
+            self.feed.poll_now()
+
+    # -- shared services (loaded on first use) ----------------------------
+    @property
+    def kb(self):
+        if self._kb is None:
+            from ..kb import load_kb
+
+            self._kb = load_kb(extra_dirs=self.settings.extra_kb_dirs)
+        return self._kb
+
+    @property
+    def run_manager(self):
+        if self._run_manager is None:
+            from ..runs import RunManager
+
+            self._run_manager = RunManager(self.settings)
+        return self._run_manager
+
+    # -- navigation --------------------------------------------------------
+    def action_goto(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def open_kb_entry(self, entry_id: str) -> None:
+        self.switch_mode("kb")
+        self.call_after_refresh(lambda: self.screen.show_entry(entry_id))  # type: ignore[attr-defined]
+
+    def open_playbook(self, playbook_id: str, log_text: str | None = None, run: bool = False) -> None:
+        self.switch_mode("playbooks")
+        self.call_after_refresh(lambda: self.screen.select_playbook(playbook_id, log_text=log_text, run=run))  # type: ignore[attr-defined]
+
+    def open_run(self, run_id: str) -> None:
+        self.switch_mode("runs")
+        self.call_after_refresh(lambda: self.screen.open_run(run_id))  # type: ignore[attr-defined]
+
+    def action_toggle_dark(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+
+    # -- command palette: every screen and every action of the active screen --
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for mode, key, title in SCREENS:
+            yield SystemCommand(f"Go to {title}", f"Show the {title} screen (key {key})", partial(self.action_goto, mode))
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not active.enabled or binding.action in seen or binding.action.startswith("goto("):
+                continue
+            seen.add(binding.action)
+            if binding.description:
+                yield SystemCommand(binding.description, f"key {binding.key_display or key}",
+                                    partial(self.run_action, binding.action, active.node))
+        yield SystemCommand("Toggle light/dark theme", "ctrl+t", self.action_toggle_dark)
+        yield from super().get_system_commands(screen)
+
+
+def create_app(settings: Settings, simulate: str | None = None, *, frozen: bool = False,
+               source_factory: Callable[[], Source] | None = None, start_mode: str = "dashboard") -> OpsConsoleApp:
+    """The app as the CLI, the tests and the benchmarks build it."""
+    return OpsConsoleApp(settings, simulate, frozen=frozen, source_factory=source_factory, start_mode=start_mode)
+
+
+def run_tui(args: argparse.Namespace, settings: Settings) -> int:
+    app = create_app(settings, simulate=getattr(args, "simulate", None))
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,17 @@
+"""Plain-text capture of the current screen (tests, docs screenshots, `--dump`)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from textual.app import App
+
+
+def screen_text(app: App) -> str:
+    """What the terminal shows now, as plain text lines (no colours)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return "\n".join(line.rstrip() for line in console.export_text(styles=False).splitlines())

@@ -1,0 +1,1 @@
+"""Screens of the opsconsole TUI; each is the base screen of one app mode."""

@@ -1,0 +1,1 @@
+"""Widgets of the opsconsole TUI (rendering only: data comes in as snapshot dataclasses)."""

@@ -1,0 +1,53 @@
+"""The findings panel: live telemetry findings, worst first; Enter opens the KB entry."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from ...telemetry.snapshot import SEVERITIES, Finding
+from ..format import SEVERITY_ICON, SEVERITY_STYLE
+
+
+def finding_label(finding: Finding) -> Text:
+    text = Text()
+    text.append(f"{SEVERITY_ICON.get(finding.severity, '?')} ", style=SEVERITY_STYLE.get(finding.severity, ""))
+    if finding.gpu is not None and f"GPU {finding.gpu}" not in finding.message:
+        text.append(f"GPU{finding.gpu} ", style="bold")
+    text.append(finding.message)
+    if finding.kb:
+        text.append(f"  → {finding.kb}", style="dim")
+    return text
+
+
+def sorted_findings(findings: tuple[Finding, ...]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), f.gpu if f.gpu is not None else -1, f.id))
+
+
+class FindingsList(OptionList):
+    """`show(findings)` rebuilds only when the set of findings changed."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.findings: list[Finding] = []
+
+    def show(self, findings: tuple[Finding, ...]) -> None:
+        ordered = sorted_findings(findings)
+        if ordered == self.findings:
+            return
+        highlighted = self.highlighted
+        self.findings = ordered
+        self.clear_options()
+        if not ordered:
+            self.add_option(Option(Text("✓ no findings", style="green"), disabled=True))
+            return
+        self.add_options(Option(finding_label(f), id=str(i)) for i, f in enumerate(ordered))
+        if highlighted is not None and highlighted < len(ordered):
+            self.highlighted = highlighted
+
+    def selected_finding(self, index: int | None = None) -> Finding | None:
+        index = self.highlighted if index is None else index
+        if index is None or index >= len(self.findings):
+            return None
+        return self.findings[index]

@@ -1,0 +1,212 @@
+"""One GPU as a card (full) or a line (compact), rendered from a GpuSnapshot.
+
+A card is a single widget whose `render()` builds Rich Text: one refresh per
+frame, no child widgets to lay out, so eight cards at 1 Hz stay cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widget import Widget
+
+from ...telemetry.snapshot import GpuSnapshot, XidEvent
+from ..format import NA, bar, fraction_style, gib, pct, sparkline, truncate
+
+# Throttle reasons that mean the GPU is slowed by heat/power/hardware (not idle/app clocks).
+SEVERE_THROTTLE = ("thermal", "hw_", "power_brake")
+
+
+def short_name(name: str | None) -> str:
+    if not name:
+        return "GPU"
+    return name.replace("NVIDIA ", "").replace("GeForce ", "")
+
+
+def health_badges(gpu: GpuSnapshot, xids: Sequence[XidEvent], problems_only: bool = False) -> Text:
+    """ECC / XID / remap / PCIe / MIG badges, coloured by state (problems_only: just the bad ones)."""
+    parts: list[tuple[str, str]] = []
+    ecc = gpu.ecc
+    if ecc.mode_enabled is False:
+        parts.append(("ECC off", "dim"))
+    elif (ecc.volatile_uncorrected or 0) > 0 or (ecc.aggregate_uncorrected or 0) > 0 or (ecc.retired_pages_dbe or 0) > 0:
+        parts.append((f"ECC ✖{(ecc.volatile_uncorrected or 0) + (ecc.aggregate_uncorrected or 0)}", "bold red"))
+    elif ecc.mode_enabled is None:
+        parts.append(("ECC ?", "dim"))
+    else:
+        parts.append(("ECC ✓", "green"))
+    gpu_xids = [x.xid for x in xids if x.gpu == gpu.index]
+    if gpu_xids:
+        parts.append(("XID " + ",".join(str(x) for x in sorted(set(gpu_xids))), "bold red"))
+    else:
+        parts.append(("XID ✓", "green"))
+    if ecc.remapped_rows_failure:
+        parts.append(("remap ✖", "bold red"))
+    elif ecc.remapped_rows_pending or (ecc.remapped_rows_uncorrectable or 0) > 0:
+        parts.append(("remap !", "yellow"))
+    elif ecc.remapped_rows_pending is None and ecc.remapped_rows_failure is None:
+        parts.append(("remap ?", "dim"))
+    else:
+        parts.append(("remap ✓", "green"))
+    pcie = gpu.pcie
+    if pcie.gen is None or pcie.width is None:
+        parts.append(("PCIe ?", "dim"))
+    else:
+        degraded = (pcie.max_gen and pcie.gen < pcie.max_gen) or (pcie.max_width and pcie.width < pcie.max_width)
+        parts.append((f"PCIe {pcie.gen}x{pcie.width}", "yellow" if degraded else "green"))
+    if gpu.mig_mode:
+        parts.append((f"MIG {len(gpu.mig_devices)}", "magenta"))
+    if problems_only:
+        parts = [(label, style) for label, style in parts if style not in ("green", "dim")]
+        if not parts:
+            return Text("healthy", style="green")
+    text = Text()
+    for label, style in parts:
+        if text:
+            text.append(" ")
+        text.append(f"[{label}]", style=style)
+    return text
+
+
+def throttle_text(gpu: GpuSnapshot) -> Text:
+    reasons = [r for r in gpu.throttle_reasons if r not in ("gpu_idle", "none")]
+    if not reasons:
+        return Text("none", style="dim")
+    text = Text()
+    for reason in reasons:
+        if text:
+            text.append(",")
+        text.append(reason, style="bold red" if any(s in reason for s in SEVERE_THROTTLE) else "yellow")
+    return text
+
+
+def temp_text(gpu: GpuSnapshot) -> Text:
+    temp = gpu.temperature
+    if temp.current is None:
+        return Text(f"{NA}", style="dim")
+    style = "green"
+    if temp.slowdown:
+        margin = temp.slowdown - temp.current
+        style = "bold red" if margin <= 0 else "yellow" if margin <= 5 else "green"
+    out = Text(f"{temp.current:.0f}°C", style=style)
+    if temp.slowdown:
+        out.append(f"/{temp.slowdown:.0f}", style="dim")
+    return out
+
+
+def power_text(gpu: GpuSnapshot) -> Text:
+    power = gpu.power
+    if power.draw is None:
+        return Text(NA, style="dim")
+    frac = power.draw / power.limit if power.limit else None
+    out = Text(f"{power.draw:.0f}W", style=fraction_style(frac, 0.9, 0.98))
+    if power.limit:
+        out.append(f"/{power.limit:.0f}", style="dim")
+    return out
+
+
+def vram_label(gpu: GpuSnapshot) -> str:
+    return f"{gib(gpu.memory.used)}/{gib(gpu.memory.total, 0)}G"
+
+
+class GpuCard(Widget):
+    """Renders one GPU; `show(gpu, util_history, vram_history, xids)` updates it."""
+
+    DEFAULT_CSS = """
+    GpuCard { height: 6; border: round $primary-darken-1; padding: 0 1; }
+    GpuCard.compact { height: 1; border: none; padding: 0; }
+    GpuCard.problem { border: round $error; }
+    """
+
+    def __init__(self, index: int, **kwargs) -> None:
+        super().__init__(id=f"gpu-{index}", **kwargs)
+        self.index = index
+        self.gpu: GpuSnapshot | None = None
+        self.util_history: Sequence[float | None] = ()
+        self.vram_history: Sequence[float | None] = ()
+        self.xids: Sequence[XidEvent] = ()
+
+    def show(self, gpu: GpuSnapshot, util_history: Sequence[float | None], vram_history: Sequence[float | None],
+             xids: Sequence[XidEvent]) -> None:
+        self.gpu, self.util_history, self.vram_history, self.xids = gpu, util_history, vram_history, xids
+        self.set_class(gpu.state != "ok", "problem")
+        self.border_title = f"GPU {gpu.index} · {short_name(gpu.name)}"
+        self.refresh()
+
+    def render(self) -> Text:
+        gpu = self.gpu
+        width = self.content_size.width
+        if gpu is None:
+            return Text(f"GPU {self.index}: waiting for telemetry…", style="dim")
+        if self.has_class("compact"):
+            return self._render_line(gpu, width)
+        return self._render_card(gpu, width)
+
+    def _render_line(self, gpu: GpuSnapshot, width: int) -> Text:
+        head = Text(f"{gpu.index} ", style="bold")
+        head.append(truncate(short_name(gpu.name), 14).ljust(14))
+        if gpu.state != "ok":
+            head.append(f" {gpu.state.upper()}: {gpu.error or ''}", style="bold red")
+            head.truncate(width)
+            return head
+        util, frac = gpu.utilization.gpu, gpu.memory.used_fraction
+        spark = max(0, min(20, width - 70))
+        head.append(" ")
+        head.append_text(bar(None if util is None else util / 100, 5))
+        head.append(f"{pct(util)} ")
+        if spark:
+            head.append_text(sparkline(self.util_history, spark))
+            head.append(" ")
+        head.append_text(bar(frac, 5))
+        head.append(f"{vram_label(gpu):>11} ")
+        head.append_text(temp_text(gpu))
+        head.append(" ")
+        head.append_text(power_text(gpu))
+        head.append(" ")
+        throttle = throttle_text(gpu)
+        if throttle.plain != "none":
+            head.append_text(throttle)
+            head.append(" ")
+        head.append_text(health_badges(gpu, self.xids, problems_only=True))
+        head.no_wrap = True
+        head.truncate(width)
+        return head
+
+    def _render_card(self, gpu: GpuSnapshot, width: int) -> Text:
+        lines: list[Text] = []
+        if gpu.state != "ok":
+            lines.append(Text(f"{gpu.state.upper()}: {gpu.error or 'no data'}", style="bold red"))
+            lines.append(health_badges(gpu, self.xids))
+            return Text("\n").join(lines)
+        bar_w = max(4, min(20, (width - 24) // 2))
+        spark_w = max(0, width - bar_w - 12)
+        util = gpu.utilization.gpu
+        line = Text("util ")
+        line.append_text(bar(None if util is None else util / 100, bar_w))
+        line.append(f" {pct(util):>5} ")
+        line.append_text(sparkline(self.util_history, spark_w, style="cyan"))
+        lines.append(line)
+        frac = gpu.memory.used_fraction
+        line = Text("vram ")
+        line.append_text(bar(frac, bar_w))
+        line.append(f" {vram_label(gpu):>11} ")
+        line.append_text(sparkline(self.vram_history, max(0, spark_w - 6), style="magenta"))
+        lines.append(line)
+        line = Text("temp ")
+        line.append_text(temp_text(gpu))
+        line.append("  pwr ")
+        line.append_text(power_text(gpu))
+        clocks = gpu.clocks
+        if clocks.sm is not None:
+            line.append(f"  sm {clocks.sm}")
+            if clocks.sm_max:
+                line.append(f"/{clocks.sm_max}", style="dim")
+            line.append("MHz")
+        line.append("  thr ")
+        line.append_text(throttle_text(gpu))
+        lines.append(line)
+        lines.append(health_badges(gpu, self.xids))
+        out = Text("\n").join(lines)
+        out.no_wrap = True
+        return out

@@ -56,12 +56,16 @@ def test_match_log_accuracy_on_corpus() -> None:
 
     top1 = top3 = 0
     confusion = []
+    per_label: dict[str, list[int]] = {}
     for log in CORPUS:
         result = match_log(log.text, kb=kb, top=3)
         got = [d.category for d in result.matches]
         got_ids = [d.id for d in result.matches]
+        hits = per_label.setdefault(log.label, [0, 0])
+        hits[1] += 1
         if got[:1] == [log.label]:
             top1 += 1
+            hits[0] += 1
         if log.label in got[:3]:
             top3 += 1
         if got[:1] != [log.label]:
@@ -69,6 +73,7 @@ def test_match_log_accuracy_on_corpus() -> None:
 
     n = len(CORPUS)
     print(f"\ncorpus: {n} logs; top-1 {top1}/{n} = {top1 / n:.1%}; top-3 {top3}/{n} = {top3 / n:.1%}")
+    print("per label (top-1 hits/logs): " + ", ".join(f"{k} {h}/{t}" for k, (h, t) in sorted(per_label.items())))
     print("confusion (top-1 misses):\n" + ("\n".join(confusion) if confusion else "  none"))
     assert top1 / n >= TOP1_GOAL, f"top-1 accuracy {top1 / n:.1%} < {TOP1_GOAL:.0%}; see the confusion list above"
     assert top3 / n >= TOP3_GOAL, f"top-3 accuracy {top3 / n:.1%} < {TOP3_GOAL:.0%}; see the confusion list above"

@@ -33,11 +33,11 @@ KB_LR_TOO_HIGH = "nan-lr-too-high"
 
 # --- flags ------------------------------------------------------------------------------
 
-def add_trainer_options(parser: argparse.ArgumentParser, *, steps: int = 20, lr: float = 1e-3,
-                        batch: int = 2) -> None:
-    """Flags common to every trainer (defaults are per trainer)."""
+def add_trainer_options(parser: argparse.ArgumentParser, *, steps: int = 20, lr: float | None = 1e-3,
+                        batch: int = 2, lr_help: str = "AdamW learning rate") -> None:
+    """Flags common to every trainer (defaults are per trainer; lr None = the trainer picks)."""
     parser.add_argument("--steps", type=int, default=steps, help="optimizer steps to run")
-    parser.add_argument("--lr", type=float, default=lr, help="AdamW learning rate")
+    parser.add_argument("--lr", type=float, default=lr, help=lr_help)
     parser.add_argument("--batch", type=int, default=batch, help="samples per step per process")
     parser.add_argument("--grad-checkpointing", action="store_true",
                         help="recompute activations in backward (less memory, ~30%% slower)")
@@ -51,7 +51,7 @@ def validate_trainer_options(args: argparse.Namespace) -> None:
         raise JobError(f"--steps {args.steps}: must be at least 1", exit_code=3)
     if args.batch < 1:
         raise JobError(f"--batch {args.batch}: must be at least 1", exit_code=3)
-    if not args.lr > 0:
+    if args.lr is not None and not args.lr > 0:
         raise JobError(f"--lr {args.lr}: must be > 0", exit_code=3)
     if args.inject_nan_at is not None and args.inject_nan_at < 1:
         raise JobError(f"--inject-nan-at {args.inject_nan_at}: steps are numbered from 1", exit_code=3)
@@ -244,7 +244,7 @@ class TrainMonitor:
         self.total_steps = total_steps
         self.device = device
         self.dtype = dtype_name(dtype)
-        self.lr = float(getattr(args, "lr", 0.0))
+        self.lr = float(getattr(args, "lr", None) or 0.0)
         self.inject_nan_at = getattr(args, "inject_nan_at", None)
         self.dist = dist or DistEnv(device=device)
         self.losses: list[float] = []

@@ -55,7 +55,7 @@ class DashboardScreen(OpsScreen):
         yield Vertical(Static("waiting for telemetry…", id="gpu-wait"), id="gpus")
         with Horizontal(id="lower"):
             with Vertical(id="proc-pane"):
-                yield Input(placeholder="filter: user:NAME gpu:N text   (Enter applies, Esc closes)", id="proc-filter")
+                yield Input(placeholder="filter: user:NAME gpu:N text   (Enter applies, Esc closes)", id="proc-filter", compact=True)
                 yield ProcessTable(id="processes")
             yield FindingsList(id="findings")
         yield from self.compose_footer()

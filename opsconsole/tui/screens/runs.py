@@ -49,7 +49,7 @@ class RunsScreen(OpsScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.add_column("ID", key="id", width=14)
+        table.add_column("STARTED", key="started", width=11)
         table.add_column("KIND", key="kind", width=11)
         table.add_column("STATUS", key="status", width=8)
         self.query_one("#runs-side").border_title = "Runs (n: new)"
@@ -101,7 +101,8 @@ class RunsScreen(OpsScreen):
 
     @staticmethod
     def _cells(record) -> tuple:
-        return (record.id, record.kind, Text(record.status, style=STATUS_STYLE.get(record.status, "")))
+        started = time.strftime("%m-%d %H:%M", time.localtime(record.started_at))
+        return (started, record.kind, Text(record.status, style=STATUS_STYLE.get(record.status, "")))
 
     def selected_id(self) -> str | None:
         table = self.query_one("#runs-table", DataTable)

@@ -1,0 +1,77 @@
+"""Find the literal text every match of a regex must contain.
+
+The matcher scans logs for these literals first (one combined search over a
+whole chunk) and runs an entry's regexes only on the lines that hold one of
+them, so the cost of a scan barely grows with the number of entries.
+"""
+
+from __future__ import annotations
+
+try:  # Python >= 3.11
+    from re import _constants as sre_constants, _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_constants  # type: ignore[no-redef]
+    import sre_parse  # type: ignore[no-redef]
+
+MIN_LITERAL = 3
+
+_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT}
+if hasattr(sre_constants, "POSSESSIVE_REPEAT"):
+    _REPEATS.add(sre_constants.POSSESSIVE_REPEAT)
+
+
+def _fold(text: str) -> str:
+    """Lower-case ASCII only, the way bytes.lower() does (lengths never change)."""
+    return "".join(c.lower() if c.isascii() else c for c in text)
+
+
+def _strength(option: frozenset[str]) -> tuple[int, int]:
+    return (min(len(s) for s in option), -len(option))
+
+
+def _best(options: list[frozenset[str]]) -> frozenset[str] | None:
+    options = [o for o in options if o and all(o)]
+    return max(options, key=_strength) if options else None
+
+
+def _sequence(items) -> frozenset[str] | None:  # noqa: ANN001 - sre_parse.SubPattern
+    """A set of strings one of which every match of `items` contains (best guess), or None."""
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            options.append(frozenset({"".join(run)}))
+            run.clear()
+
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            run.append(chr(av))
+            continue
+        flush()
+        if op is sre_constants.SUBPATTERN:
+            found = _sequence(av[-1])
+        elif op is sre_constants.BRANCH:
+            alternatives = [_sequence(alt) for alt in av[1]]
+            found = frozenset().union(*alternatives) if all(alternatives) else None  # type: ignore[arg-type]
+        elif op in _REPEATS and av[0] >= 1:
+            found = _sequence(av[2])
+        else:
+            found = None
+        if found:
+            options.append(found)
+    flush()
+    return _best(options)
+
+
+def required_literals(pattern: str) -> tuple[str, ...] | None:
+    """Lower-cased literals, one of which appears in every match of `pattern`.
+
+    Returns None when the pattern has no literal of at least MIN_LITERAL
+    characters in every alternative (such a pattern cannot be pre-filtered).
+    """
+    parsed = sre_parse.parse(pattern)
+    found = _sequence(parsed)
+    if not found or min(len(s) for s in found) < MIN_LITERAL:
+        return None
+    return tuple(sorted({_fold(s) for s in found}))

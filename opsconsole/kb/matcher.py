@@ -1,0 +1,275 @@
+"""Diagnose a log: find the KB entries whose signals it holds and rank them.
+
+How it stays fast and bounded on huge, noisy logs:
+- input is consumed as bytes in chunks; only complete lines are scanned and a
+  partial line waits for the next chunk (a line longer than MAX_PENDING is
+  scanned in pieces), so memory does not grow with the file;
+- one combined pre-filter search (see prefilter.py) finds the few lines that
+  hold any entry's literal; only those lines are decoded and only the regexes
+  of the literals found there are run;
+- per pattern it keeps a count and the first and last matching line, so the
+  evidence kept is bounded whatever the log.
+
+How it ranks (root cause, not surface message):
+- each entry's score is the sum of the weights of its distinct patterns that
+  matched (several co-occurring signals beat one), so a specific signal
+  (weight 8–10) outranks generic ones; an entry is only reported when at
+  least one pattern of weight >= INDICATIVE matched (lighter patterns only
+  support: a cause-specific OOM entry lists the generic OOM line at weight 3);
+- a pattern matching in the final error region (the last lines around the
+  final exception) counts FINAL_BONUS more: that is what killed the program;
+- an entry whose `excludes` matched anywhere counts EXCLUDED_FACTOR of its
+  score (e.g. a NCCL error whose log also says 'out of memory').
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .model import Diagnosis, Evidence, KbEntry, KnowledgeBase, MatchResult
+from .prefilter import Prefilter
+
+CHUNK_BYTES = 1 << 20
+MAX_PENDING = 1 << 20  # a line longer than this is scanned in pieces
+PIECE_OVERLAP = 512  # bytes kept from a scanned piece, so a literal split across pieces is still found
+MAX_SEGMENT = 4096  # bytes of a (\r-separated) line segment a regex sees, around the literal
+MAX_EVIDENCE_TEXT = 400
+MAX_EVIDENCE = 8
+FINAL_WINDOW = 40  # lines before the last error marker that make up the final error region
+FINAL_BONUS = 0.5
+EXCLUDED_FACTOR = 0.3
+MIN_SCORE = 2.0
+INDICATIVE = 4.0  # an entry needs at least one pattern this heavy; lighter ones only support
+
+_ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+_ERROR_MARKERS = (b"error", b"exception", b"traceback", b"killed", b"fatal", b"abort", b"segmentation fault")
+
+
+@dataclass(frozen=True)
+class _Target:
+    entry: int  # index into _Index.entries
+    pattern: int  # index into the entry's patterns or excludes
+    exclude: bool
+
+
+class _Index:
+    """Everything the matcher needs from a KB, built once per KnowledgeBase."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.entries: list[KbEntry] = list(kb.entries.values())
+        self.targets: dict[bytes, list[tuple[_Target, re.Pattern[str]]]] = {}
+        literals = []
+        for e_index, entry in enumerate(self.entries):
+            for exclude, patterns in ((False, entry.patterns), (True, entry.excludes)):
+                for p_index, pattern in enumerate(patterns):
+                    for literal in pattern.literals:
+                        literals.append(literal)
+                        self.targets.setdefault(literal.encode(), []).append(
+                            (_Target(e_index, p_index, exclude), pattern.regex))
+        self.prefilter = Prefilter(literals)
+
+    @classmethod
+    def of(cls, kb: KnowledgeBase) -> "_Index":
+        if kb._matcher_index is None:
+            kb._matcher_index = cls(kb)
+        return kb._matcher_index
+
+
+@dataclass
+class _Hits:
+    """What one pattern matched so far: bounded whatever the log size."""
+
+    count: int = 0
+    first: Evidence | None = None
+    last: Evidence | None = None
+
+
+def _clip(text: str, start: int, end: int) -> str:
+    text = text.strip()
+    if len(text) <= MAX_EVIDENCE_TEXT:
+        return text
+    half = MAX_EVIDENCE_TEXT // 2
+    middle = (start + end) // 2
+    lo = max(0, min(middle - half, len(text) - MAX_EVIDENCE_TEXT))
+    return ("…" if lo else "") + text[lo : lo + MAX_EVIDENCE_TEXT] + ("…" if lo + MAX_EVIDENCE_TEXT < len(text) else "")
+
+
+class LogMatcher:
+    """Incremental matcher: `feed()` chunks of a growing log, `result()` any time.
+
+    Nothing fed is scanned twice except the unfinished last line, which
+    `result()` looks at provisionally (it is scanned again once complete).
+    """
+
+    def __init__(self, kb: KnowledgeBase | None = None) -> None:
+        if kb is None:
+            from .loader import load_kb
+
+            kb = load_kb()
+        self.kb = kb
+        self._index = _Index.of(kb)
+        self._hits: dict[_Target, _Hits] = {}
+        self._pending = b""
+        self._lines_done = 0  # complete lines consumed
+        self._bytes = 0
+        self._last_error_line = 0
+
+    # -- input -------------------------------------------------------------
+    def feed(self, chunk: str | bytes) -> None:
+        data = chunk.encode("utf-8", "replace") if isinstance(chunk, str) else bytes(chunk)
+        if not data:
+            return
+        self._bytes += len(data)
+        buffer = self._pending + data if self._pending else data
+        cut = buffer.rfind(b"\n")
+        if cut >= 0:
+            self._scan(buffer[: cut + 1], self._lines_done)
+            self._lines_done += buffer.count(b"\n", 0, cut + 1)
+            buffer = buffer[cut + 1 :]
+        if len(buffer) > MAX_PENDING:  # an endless line (binary junk, a \r-only progress bar)
+            self._scan(buffer, self._lines_done)
+            buffer = buffer[-PIECE_OVERLAP:]
+        self._pending = buffer
+
+    def feed_file(self, path: str | os.PathLike[str]) -> None:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                self.feed(chunk)
+
+    # -- scanning ----------------------------------------------------------
+    def _scan(self, block: bytes, first_line: int) -> None:
+        """Scan `block` whose first line is line number `first_line` + 1."""
+        if b"\x1b" in block:
+            block = _ANSI.sub(b"", block)
+        low = block.lower()
+        marker = max(low.rfind(m) for m in _ERROR_MARKERS)
+        if marker >= 0:
+            self._last_error_line = max(self._last_error_line, first_line + low.count(b"\n", 0, marker) + 1)
+        search = self._index.prefilter.search
+        line, counted, pos, size = first_line, 0, 0, len(low)
+        while pos < size:
+            found = search(low, pos)
+            if found is None:
+                break
+            start = low.rfind(b"\n", 0, found.start()) + 1
+            end = low.find(b"\n", found.end())
+            if end < 0:
+                end = size
+            line += low.count(b"\n", counted, start)
+            counted = start
+            self._scan_line(block[start:end], low[start:end], line + 1)
+            pos = end + 1
+
+    def _scan_line(self, raw: bytes, low: bytes, number: int) -> None:
+        literals = self._index.prefilter.literals_in(low)
+        if not literals:
+            return
+        starts = [0]
+        if b"\r" in raw:  # a progress bar redrawn in place: each \r starts a new segment
+            starts += [m.end() for m in re.finditer(rb"\r", raw)]
+        for literal in literals:
+            targets = self._index.targets[literal]
+            # The first and the last occurrence are enough (evidence keeps first and last).
+            for at in sorted({low.find(literal), low.rfind(literal)}):
+                seg_start = starts[bisect.bisect_right(starts, at) - 1]
+                seg_end = raw.find(b"\r", at)
+                seg_end = len(raw) if seg_end < 0 else seg_end
+                lo = max(seg_start, at - MAX_SEGMENT // 2)
+                text = raw[lo : min(seg_end, lo + MAX_SEGMENT)].decode("utf-8", "replace")
+                for target, regex in targets:
+                    hit = regex.search(text)
+                    if hit:
+                        self._record(target, number, text, hit.start(), hit.end())
+
+    def _record(self, target: _Target, number: int, text: str, start: int, end: int) -> None:
+        hits = self._hits.get(target)
+        if hits is None:
+            hits = self._hits[target] = _Hits()
+        if hits.last is not None and hits.last.line == number:
+            return  # same line seen again (another literal, or a re-scanned partial line)
+        evidence = Evidence(number, _clip(text, start, end))
+        hits.count += 1
+        if hits.first is None:
+            hits.first = evidence
+        hits.last = evidence
+
+    # -- results -----------------------------------------------------------
+    @property
+    def lines_scanned(self) -> int:
+        return self._lines_done + (1 if self._pending.strip() else 0)
+
+    def result(self, top: int = 5) -> MatchResult:
+        if self._pending:
+            # Look at the unfinished last line now; it is scanned again once complete.
+            self._scan(self._pending, self._lines_done)
+        return MatchResult(self._rank(top), self.lines_scanned, self._bytes)
+
+    def _rank(self, top: int) -> list[Diagnosis]:
+        final_start = max(1, (self._last_error_line or self.lines_scanned) - FINAL_WINDOW)
+        by_entry: dict[int, list[tuple[_Target, _Hits]]] = {}
+        for target, hits in self._hits.items():
+            by_entry.setdefault(target.entry, []).append((target, hits))
+        ranked = []
+        for e_index, found in by_entry.items():
+            entry = self._index.entries[e_index]
+            score, strongest, evidence = 0.0, 0.0, {}
+            excluded = False
+            for target, hits in found:
+                if target.exclude:
+                    excluded = True
+                    continue
+                weight = entry.patterns[target.pattern].weight
+                in_final = hits.last is not None and hits.last.line >= final_start
+                score += weight * (1 + FINAL_BONUS if in_final else 1)
+                strongest = max(strongest, weight)
+                for ev in (hits.first, hits.last):
+                    if ev is not None:
+                        evidence.setdefault(ev.line, (weight, ev))
+            if excluded:
+                score *= EXCLUDED_FACTOR
+            if score < MIN_SCORE or strongest < INDICATIVE:
+                continue
+            # Keep the strongest evidence lines, shown in log order.
+            kept = sorted(evidence.values(), key=lambda we: (-we[0], -we[1].line))[:MAX_EVIDENCE]
+            lines = sorted((ev for _, ev in kept), key=lambda ev: ev.line)
+            ranked.append((score, strongest, entry, lines))
+        ranked.sort(key=lambda r: (-r[0], -r[1], r[2].id))
+        return [
+            Diagnosis(entry.id, entry.category, entry.title, round(score, 2), lines, entry.playbook)
+            for score, _, entry, lines in ranked[: max(0, top)]
+        ]
+
+
+def match_log(
+    source: str | bytes | os.PathLike[str] | Iterable[str],
+    kb: KnowledgeBase | None = None,
+    top: int = 5,
+) -> MatchResult:
+    """Rank the KB entries that explain the log `source`.
+
+    `source`: the log text (str), its bytes, a path to a log file (streamed),
+    or an iterable of lines (e.g. an open text file).
+    """
+    matcher = LogMatcher(kb)
+    if isinstance(source, (str, bytes, bytearray)):
+        for start in range(0, len(source), CHUNK_BYTES):
+            matcher.feed(source[start : start + CHUNK_BYTES])
+    elif isinstance(source, (os.PathLike, Path)):
+        matcher.feed_file(source)
+    else:
+        batch: list[str] = []
+        size = 0
+        for line in source:
+            batch.append(line if line.endswith("\n") else line + "\n")
+            size += len(line)
+            if size >= CHUNK_BYTES:
+                matcher.feed("".join(batch))
+                batch, size = [], 0
+        if batch:
+            matcher.feed("".join(batch))
+    return matcher.result(top)

@@ -118,7 +118,7 @@ class GpuSnapshot:
     uuid: str | None = None
     pci_bus_id: str | None = None
     compute_capability: str | None = None  # "9.0"
-    state: str = "ok"                      # "ok" | "lost" | "error"
+    state: str = "ok"                      # "ok" | "lost" | "error" | "stale" (NVML not responding: last values)
     error: str | None = None
     memory: MemoryInfo = field(default_factory=MemoryInfo)
     bar1: MemoryInfo = field(default_factory=MemoryInfo)
@@ -146,6 +146,9 @@ class NvmlState:
     driver_version: str | None = None
     nvml_version: str | None = None
     cuda_driver_version: str | None = None  # max CUDA the driver supports, "12.4"
+    # NVIDIA display/3D controllers on the PCI bus (sysfs), known even without a driver;
+    # None where it was not looked at. Tells "no GPU here" from "GPU but no driver".
+    pci_devices: int | None = None
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class PlaybookContext:
         self._snapshot = snapshot
         self.environ = dict(os.environ if environ is None else environ)
         self._kb = kb
-        self.user = user or _current_user()
+        self.user = user or _scenario_viewer(simulate) or _current_user()
         self._modules: dict[str, ModuleInfo] = {}
 
     # -- telemetry -----------------------------------------------------------------
@@ -141,6 +141,18 @@ def _current_user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry (containers)
         return str(os.getuid())
+
+
+def _scenario_viewer(simulate: str | None) -> str | None:
+    """The user a simulated scenario is seen by (its processes are "yours" when they are the viewer's)."""
+    if not simulate:
+        return None
+    try:
+        from ..telemetry.simulator import load_scenario
+
+        return load_scenario(simulate).get("viewer")
+    except Exception:  # unknown scenario: reported when the snapshot is sampled
+        return None
 
 
 def load_kb_or_none(settings: Settings) -> Any:

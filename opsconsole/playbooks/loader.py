@@ -185,8 +185,8 @@ class _Validator:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 600:
             self.fail(raw.line_of("timeout"), "`timeout` must be a number of seconds between 0 and 600")
         failure_status = raw.get("failure_status", "warn")
-        if failure_status not in ("warn", "fail"):
-            self.fail(raw.line_of("failure_status"), "`failure_status` must be warn or fail")
+        if failure_status not in ("warn", "fail", "skip"):
+            self.fail(raw.line_of("failure_status"), "`failure_status` must be warn, fail or skip (informational commands)")
         argv_t = tuple(str(a) for a in argv)
         return Step(title=self.text(raw, "title", required=False) or " ".join(argv_t), argv=argv_t,
                     timeout=float(timeout), failure_status=failure_status, **common)
@@ -282,6 +282,11 @@ def kb_references(kb: Any) -> set[str] | None:
     refs = set(entries)
     refs.update(getattr(e, "category", None) for e in entries.values())
     refs.discard(None)
+    try:
+        from ..kb.model import CATEGORIES
+    except ImportError:
+        CATEGORIES = ()
+    refs.update(CATEGORIES)
     return refs
 
 
@@ -319,6 +324,10 @@ def load_playbooks(settings: Settings | None = None, extra_dirs: Iterable[str | 
             except ConfigError as exc:
                 result.playbooks.pop(path.stem, None)
                 result.errors.append(exc)
+                continue
+            except Exception as exc:  # a validator bug must still disable only this file
+                result.playbooks.pop(path.stem, None)
+                result.errors.append(ConfigError(str(path), None, f"cannot load: {type(exc).__name__}: {exc}"))
                 continue
             result.playbooks[playbook.id] = playbook
     result.playbooks = dict(sorted(result.playbooks.items()))

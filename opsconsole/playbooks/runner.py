@@ -52,6 +52,7 @@ class StepEvent:
     total: int
     step: Step
     outcome: StepOutcome | None = None   # set on "finish"
+    will_run: bool = True     # False: its `when` is false, the step is skipped
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,13 @@ class PlaybookRunner:
         statuses: dict[str, str] = {}
         outcomes: list[StepOutcome] = []
         for index, step in enumerate(steps):
-            yield StepEvent("start", index, len(steps), step)
+            will_run = step.when is None or step.when.evaluate(statuses)
+            yield StepEvent("start", index, len(steps), step, will_run=will_run)
             started = time.monotonic()
-            if step.when is not None and not step.when.evaluate(statuses):
-                result = CheckResult(SKIP, f"not needed: condition `{step.when.describe()}` is false")
-            else:
+            if will_run:
                 result = self._run_step(step)
+            else:
+                result = CheckResult(SKIP, f"not needed: condition `{step.when.describe()}` is false")
             remedy = result.remedy
             if step.remedy and result.status in (WARN, FAIL):
                 remedy = f"{remedy} {step.remedy}" if remedy else step.remedy

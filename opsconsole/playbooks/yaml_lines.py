@@ -14,16 +14,20 @@ import yaml
 
 
 class LineDict(dict):
-    line: int = 0
-    lines: dict[Any, int]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.line: int = 0
+        self.lines: dict[Any, int] = {}
 
     def line_of(self, key: Any) -> int:
         return self.lines.get(key, self.line)
 
 
 class LineList(list):
-    line: int = 0
-    lines: list[int]
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.line: int = 0
+        self.lines: list[int] = []
 
     def line_of(self, index: int) -> int:
         return self.lines[index] if 0 <= index < len(self.lines) else self.line

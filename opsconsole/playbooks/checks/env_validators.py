@@ -10,6 +10,8 @@ from collections.abc import Callable
 from ..context import PlaybookContext
 
 _TRUE_FALSE = ("True", "False")
+# Variables holding comma-separated settings: a recommended setting is appended, not substituted.
+COMMA_LIST_VARS = frozenset({"PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"})
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -65,10 +65,15 @@ def _gpu_loop(ctx: PlaybookContext, selector: Any, inspect) -> CheckResult:
     gpus, early = select_gpus(ctx, selector)
     if early:
         return early
+    # A lost GPU answers nothing: gpu_xid / gpu_health report it, the others look at the rest.
     lost = lost_gpus(gpus)
-    if lost:
-        return lost_result(lost)
+    gpus = [g for g in gpus if g not in lost]
+    if not gpus:
+        return CheckResult(SKIP, "not checked: " + ", ".join(f"GPU {g.index} is {g.state}" for g in lost),
+                           {"lost_gpus": [g.index for g in lost]})
     statuses, messages, evidence, remedies = [], [], {}, []
+    if lost:
+        evidence["lost_gpus"] = [g.index for g in lost]
     for gpu in gpus:
         status, message, values, remedy = inspect(gpu)
         statuses.append(status)
@@ -76,11 +81,13 @@ def _gpu_loop(ctx: PlaybookContext, selector: Any, inspect) -> CheckResult:
         if status in (WARN, FAIL) and message:
             messages.append(f"GPU {gpu.index}: {message}")
         if status in (WARN, FAIL) and remedy and remedy not in remedies:
-            remedies.append(remedy)
+            remedies.insert(0, remedy) if status == FAIL else remedies.append(remedy)
     if all(s == SKIP for s in statuses):
         return CheckResult(SKIP, "not reported by " + ("this GPU" if len(gpus) == 1 else "these GPUs"), evidence)
     verdict = worst(statuses)
     summary = "; ".join(messages) if messages else f"ok on {len(gpus)} GPU(s)"
+    if lost:
+        summary += " (not reachable: " + ", ".join(f"GPU {g.index}" for g in lost) + ")"
     return CheckResult(verdict, summary, evidence, " ".join(remedies) or None)
 
 
@@ -137,9 +144,6 @@ def _ecc_inspector(corrected_warn: int):
         if e.volatile_corrected is not None and e.volatile_corrected >= corrected_warn:
             return WARN, f"{e.volatile_corrected} corrected ECC errors since boot", values, \
                 "Many corrected errors predict uncorrectable ones; schedule a `dcgmi diag -r 3` and watch the count."
-        if e.mode_enabled is False:
-            return WARN, "ECC is disabled", values, \
-                "Enable ECC on datacenter GPUs (`sudo nvidia-smi -e 1`, takes effect after reboot) to detect memory corruption."
         return PASS, "", values, None
     return inspect
 
@@ -195,7 +199,7 @@ def gpu_xid(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     summary = "; ".join(f"XID {e.xid} on GPU {e.gpu}: {e.meaning or e.message}" for e in ranked[:3])
     actions = []
     for e in ranked:
-        if e.action and e.action not in actions:
+        if e.severity in ("critical", "warn") and e.action and e.action not in actions:
             actions.append(e.action)
     remedy = ("NVIDIA's recommended action: " + " / ".join(actions[:2])) if actions else \
         "Look up the XID in NVIDIA's XID catalogue and check `sudo dmesg` around the event."

@@ -97,6 +97,7 @@ def vram_free(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     "NVML compute/graphics processes, process owner and command line (psutil)",
     min_gib=Param("number", 1.0, "ignore processes holding less than this"),
     gpu=Param("gpu", "all", 'GPU index or "all"'),
+    severity=Param("str", "fail", "status when other users' processes hold VRAM", choices=("warn", "fail")),
 )
 def vram_holders(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     gpus, early = select_gpus(ctx, p["gpu"])
@@ -119,6 +120,7 @@ def vram_holders(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     evidence: dict[str, Any] = {"you": ctx.user, "processes": listed}
     if unseen:
         evidence["unaccounted"] = unseen
+    others.sort(key=lambda proc: -(proc.used_memory or 0))
     if others or unseen:
         parts = [_describe(proc) for proc in others[:5]]
         parts += [f"{u['unaccounted_gib']:g} GiB on GPU {u['gpu']} is held by processes this host cannot see" for u in unseen]
@@ -127,7 +129,7 @@ def vram_holders(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
                   "node's administrator.")
         if any(not proc.visible for proc in others) or unseen:
             remedy += " As root, `nvidia-smi --query-compute-apps=pid,used_memory --format=csv` lists them."
-        return CheckResult(FAIL, "; ".join(parts), evidence, remedy)
+        return CheckResult(p["severity"], "; ".join(parts), evidence, remedy)
     if own:
         return CheckResult(WARN, "; ".join(_describe(proc) for proc in own[:5]), evidence,
                            "These are your own processes: if one is a leftover of a crashed run (a zombie DataLoader "

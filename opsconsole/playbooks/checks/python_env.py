@@ -8,7 +8,7 @@ from ...redact import REDACTED, is_secret_name
 from ..context import PlaybookContext
 from ..results import FAIL, PASS, WARN, CheckResult
 from .common import version_at_least
-from .env_validators import VALIDATORS
+from .env_validators import COMMA_LIST_VARS, VALIDATORS
 from .registry import Param, check
 
 
@@ -79,6 +79,6 @@ def env_var(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
         if problem:
             return CheckResult(FAIL, f"{name}={shown}: {problem}", evidence, f"Fix or unset {name}.{why}")
     if p["recommend"] and (value is None or p["recommend"] not in value):
-        suggested = p["recommend"] if not value else f"{value},{p['recommend']}"
+        suggested = f"{value},{p['recommend']}" if value and name in COMMA_LIST_VARS else p["recommend"]
         return CheckResult(WARN, f"{name} does not contain {p['recommend']}", evidence, f"export {name}={suggested}" + why)
     return CheckResult(PASS, f"{name}={shown}" if value is not None else f"{name} is not set", evidence)

@@ -18,6 +18,8 @@ from .sd_images import BLACK_KB, check_image_file, image_health
 from .sd_pipeline import ATTN_CHOICES, SCHEDULERS, check_attn_name, check_scheduler_name, keep_vae_fp32, set_attention, \
     set_scheduler
 
+from .tiny_sd import check_model
+
 DEFAULT_PROMPT = "a red circle on a white background"
 
 
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     """Cheap checks of the flags (no torch): bad input exits 3 before anything loads."""
+    check_model(args.model, args.weights)
     check_scheduler_name(args.scheduler)
     check_attn_name(args.attn)
     for flag, value in (("--width", args.width), ("--height", args.height)):

@@ -6,8 +6,8 @@
   and loaded back with `from_pretrained` (the real loading path).
 - `--weights random`: the full SD 1.5 / SDXL architecture from the configs shipped in
   jobs/configs/{sd15,sdxl}/, random weights, for speed and memory measurement.
-- anything else: a local pipeline directory or a Hugging Face id in the local cache,
-  loaded with `local_files_only=True`.
+- anything else: a local diffusers pipeline directory or a Hugging Face id in the local
+  cache (resolved by jobs/model_source.py), loaded with `local_files_only=True`.
 
 The safety checker is off for tiny and random pipelines (random weights make noise,
 not content); a real checkpoint keeps whatever it ships with.
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .common import JobError
+from .model_source import resolve_model
 from .sd_data import vocabulary_text
 
 TINY_NAMES = {"tiny": "sd15", "tiny-sd15": "sd15", "tiny-sdxl": "sdxl"}
-RANDOM_NAMES = {"sd15": "sd15", "sd1.5": "sd15", "tiny": "sd15", "sdxl": "sdxl", "tiny-sdxl": "sdxl"}
+RANDOM_NAMES = {"sd15": "sd15", "sd1.5": "sd15", "sdxl": "sdxl"}
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Bump when the tiny configs or tokenizer change: a stale cached build is rebuilt.
 TINY_VERSION = "3"
@@ -244,25 +245,15 @@ def _from_pretrained(path: str, dtype: Any) -> Any:
     return DiffusionPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
 
 
-def resolve_model_path(model: str) -> tuple[str, str]:
-    """(path or cache id, "local" | "cache") for a non-tiny --model; bad input -> JobError(exit 3)."""
-    try:
-        from . import model_source  # shared resolver (local path / HF cache id), when present
-    except ImportError:
-        model_source = None  # type: ignore[assignment]
-    if model_source is not None and hasattr(model_source, "resolve_local_model"):
-        resolved = model_source.resolve_local_model(model)
-        return str(resolved), "local"
-    path = Path(model).expanduser()
-    if path.exists():
-        if not (path / "model_index.json").is_file():
-            raise JobError(f"--model {model}: {path} is not a diffusers pipeline directory (no model_index.json)",
-                           exit_code=3, kb="model-load-failure")
-        return str(path), "local"
-    if model.startswith((".", "/", "~")) or model.count("/") != 1:
-        raise JobError(f"--model {model}: no such directory; give a local diffusers pipeline directory, "
-                       f"an id in the Hugging Face cache, or 'tiny' / 'tiny-sdxl'", exit_code=3)
-    return model, "cache"
+def check_model(model: str, weights: str) -> None:
+    """Cheap (torch-free) check of --model/--weights for the SD jobs; bad input -> JobError(exit 3)."""
+    if weights == "random":
+        if model.lower() not in RANDOM_NAMES:
+            raise JobError(f"--weights random builds a shipped architecture: use --model sd15 or --model sdxl "
+                           f"(got {model!r})", exit_code=3)
+        return
+    if model not in TINY_NAMES:
+        resolve_model(model, weights)
 
 
 def _quiet_progress_bars() -> None:
@@ -274,25 +265,23 @@ def _quiet_progress_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_pipeline(model: str, weights: str, dtype: Any, seed: int = 0) -> LoadedPipeline:
+def load_pipeline(model: str, weights: str, dtype: Any) -> LoadedPipeline:
     """The pipeline for --model/--weights, on CPU in `dtype` (the caller moves it to its device)."""
     _quiet_progress_bars()
+    check_model(model, weights)
     if weights == "random":
-        family = RANDOM_NAMES.get(model.lower())
-        if family is None:
-            raise JobError(f"--weights random needs --model sd15 or sdxl (got {model!r})", exit_code=3)
+        family = RANDOM_NAMES[model.lower()]
         return LoadedPipeline(build_random(family, dtype), family, "random")
     if model in TINY_NAMES:
         family = TINY_NAMES[model]
-        path = ensure_tiny(family, seed=0)
+        path = ensure_tiny(family)
         return LoadedPipeline(_from_pretrained(str(path), dtype), family, "tiny", str(path))
-    path, source = resolve_model_path(model)
+    ref = resolve_model(model, weights)
+    if ref.path is not None and ref.path.is_dir() and not (ref.path / "model_index.json").is_file():
+        raise JobError(f"--model {model}: {ref.path} has no model_index.json (not a diffusers pipeline)",
+                       exit_code=3, kb="model-load-failure")
     try:
-        pipe = _from_pretrained(path, dtype)
-    except OSError as exc:
-        if source == "cache":
-            raise JobError(f"--model {model}: not in the local Hugging Face cache and downloads are off "
-                           f"(HF_HUB_OFFLINE); download it on a machine with network, or give a local path",
-                           exit_code=3, kb="model-offline-not-cached") from exc
+        pipe = _from_pretrained(ref.load_from, dtype)
+    except (OSError, ValueError) as exc:
         raise JobError(f"--model {model}: could not load the pipeline: {exc}", kb="model-load-failure") from exc
-    return LoadedPipeline(pipe, family_of(pipe), source, path)
+    return LoadedPipeline(pipe, family_of(pipe), ref.source, ref.load_from)

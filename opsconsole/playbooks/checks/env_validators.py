@@ -79,7 +79,8 @@ def _visible_devices(value: str, ctx: PlaybookContext) -> str | None:
             if count is not None and int(token) >= count:
                 return f"index {token} does not exist: this machine has {count} GPU(s) (indices 0–{count - 1}); CUDA ignores it and every entry after it"
         elif token.startswith(("GPU-", "MIG-")):
-            if uuids and not any(u.startswith(token) for u in uuids):
+            # Simulated machines carry synthetic UUIDs, so only a real machine's list is authoritative.
+            if uuids and not ctx.simulated and not any(u.startswith(token) for u in uuids):
                 return f"`{token}` matches no GPU/MIG UUID on this machine (see `nvidia-smi -L`)"
         else:
             return f"`{token}` is neither an index nor a GPU-/MIG- UUID; CUDA ignores it and every entry after it"

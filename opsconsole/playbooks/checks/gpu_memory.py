@@ -6,7 +6,7 @@ from typing import Any
 
 from ...telemetry.snapshot import GpuProcess, GpuSnapshot
 from ..context import PlaybookContext
-from ..results import FAIL, PASS, WARN, CheckResult, gib
+from ..results import PASS, WARN, CheckResult, gib
 from .common import gpu_label, select_gpus
 from .registry import Param, check
 
@@ -62,6 +62,7 @@ def _holders(gpu: GpuSnapshot) -> list[GpuProcess]:
     min_gib=Param("number", 0, "free GiB needed on each selected GPU"),
     min_free_fraction=Param("number", 0.1, "free share of total VRAM needed (0-1)"),
     gpu=Param("gpu", "all", 'GPU index or "all" (every GPU must pass)'),
+    severity=Param("str", "fail", "status when a GPU is short of memory", choices=("warn", "fail")),
 )
 def vram_free(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     gpus, early = select_gpus(ctx, p["gpu"])
@@ -87,7 +88,7 @@ def vram_free(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
         remedy = "Memory is held by " + "; ".join(_describe(h) for h in holders[:3]) + ". Stop it or use another GPU " \
                  f"(`CUDA_VISIBLE_DEVICES=<free GPU>`). "
     remedy += memory_advice(worst.memory.total)
-    return CheckResult(FAIL, "low free VRAM — " + summary, evidence, remedy)
+    return CheckResult(p["severity"], "low free VRAM — " + summary, evidence, remedy)
 
 
 @check(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
@@ -68,8 +68,12 @@ class OpsConsoleApp(App[int]):
     ]
 
     def __init__(self, settings: Settings, simulate: str | None = None, *, frozen: bool = False,
-                 source_factory: Callable[[], Source] | None = None, start_mode: str = "dashboard") -> None:
+                 source_factory: Callable[[], Source] | None = None, start_mode: str = "dashboard",
+                 static: bool = False) -> None:
         super().__init__()
+        self.static = static  # snapshot tests / text captures: no blinking cursor, no animation
+        if static:
+            self.animation_level = "none"
         self.settings = settings
         self.simulate = simulate
         self.frozen = frozen
@@ -99,15 +103,23 @@ class OpsConsoleApp(App[int]):
     def on_snapshot_arrived(self, message: SnapshotArrived) -> None:
         self.snapshot = message.snapshot
         self.history.add(message.snapshot)
-        screen = self.screen
-        if isinstance(screen, OpsScreen):
+        screen = self.active_ops_screen()
+        if screen is not None:
             screen.receive_snapshot(message.snapshot)
+
+    def active_ops_screen(self) -> OpsScreen | None:
+        """The screen in view if it is one of ours (not a dialog; none while shutting down)."""
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return None
+        return screen if isinstance(screen, OpsScreen) else None
 
     def _watch_stall(self) -> None:
         if self.feed is None or self.feed.stalled_for() <= self.stall_limit:
             return
-        screen = self.screen
-        if isinstance(screen, OpsScreen) and self.snapshot is not None:
+        screen = self.active_ops_screen()
+        if screen is not None and self.snapshot is not None:
             screen.receive_snapshot(self.snapshot)  # re-render with the banner
 
     @property
@@ -179,12 +191,24 @@ class OpsConsoleApp(App[int]):
 
 
 def create_app(settings: Settings, simulate: str | None = None, *, frozen: bool = False,
-               source_factory: Callable[[], Source] | None = None, start_mode: str = "dashboard") -> OpsConsoleApp:
-    """The app as the CLI, the tests and the benchmarks build it."""
-    return OpsConsoleApp(settings, simulate, frozen=frozen, source_factory=source_factory, start_mode=start_mode)
+               source_factory: Callable[[], Source] | None = None, start_mode: str = "dashboard",
+               static: bool = False) -> OpsConsoleApp:
+    """The app as the CLI, the tests and the benchmarks build it.
+
+    frozen: deterministic simulated values; static: no cursor blink or animation
+    (both for snapshot tests and text captures).
+    """
+    return OpsConsoleApp(settings, simulate, frozen=frozen, source_factory=source_factory, start_mode=start_mode,
+                         static=static)
 
 
 def run_tui(args: argparse.Namespace, settings: Settings) -> int:
-    app = create_app(settings, simulate=getattr(args, "simulate", None))
+    simulate = getattr(args, "simulate", None)
+    if simulate:
+        from ..telemetry import UnknownScenarioError, list_scenarios
+
+        if simulate not in list_scenarios():
+            raise UnknownScenarioError(simulate)
+    app = create_app(settings, simulate=simulate)
     app.run()
     return app.return_code or 0

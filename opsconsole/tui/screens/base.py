@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -71,12 +72,21 @@ class OpsScreen(Screen):
         yield Footer(compact=True, show_command_palette=True)
 
     def on_screen_resume(self) -> None:
+        if self.ops.static:
+            for widget in self.query("Input, TextArea"):
+                widget.cursor_blink = False  # type: ignore[attr-defined]
         snapshot = self.ops.snapshot
         if snapshot is not None:
             self.receive_snapshot(snapshot)
 
     def receive_snapshot(self, snapshot: Snapshot) -> None:
         """Called by the app for the active screen only (hidden screens skip rendering)."""
+        try:
+            self._receive_snapshot(snapshot)
+        except NoMatches:
+            pass  # still composing (or being torn down): the next frame renders it
+
+    def _receive_snapshot(self, snapshot: Snapshot) -> None:
         tabs = self.query("#tabs")
         if tabs:
             bar = tabs.first(TabBar)

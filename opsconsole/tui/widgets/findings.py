@@ -31,11 +31,13 @@ class FindingsList(OptionList):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.findings: list[Finding] = []
+        self._shown: list[Finding] | None = None
 
     def show(self, findings: tuple[Finding, ...]) -> None:
         ordered = sorted_findings(findings)
-        if ordered == self.findings:
+        if ordered == self._shown:
             return
+        self._shown = ordered
         highlighted = self.highlighted
         self.findings = ordered
         self.clear_options()

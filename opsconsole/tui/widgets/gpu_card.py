@@ -55,6 +55,8 @@ def health_badges(gpu: GpuSnapshot, xids: Sequence[XidEvent], problems_only: boo
     else:
         degraded = (pcie.max_gen and pcie.gen < pcie.max_gen) or (pcie.max_width and pcie.width < pcie.max_width)
         parts.append((f"PCIe {pcie.gen}x{pcie.width}", "yellow" if degraded else "green"))
+    if gpu.state == "stale":
+        parts.insert(0, ("STALE", "bold yellow"))
     if gpu.mig_mode:
         parts.append((f"MIG {len(gpu.mig_devices)}", "magenta"))
     if problems_only:
@@ -130,7 +132,7 @@ class GpuCard(Widget):
     def show(self, gpu: GpuSnapshot, util_history: Sequence[float | None], vram_history: Sequence[float | None],
              xids: Sequence[XidEvent]) -> None:
         self.gpu, self.util_history, self.vram_history, self.xids = gpu, util_history, vram_history, xids
-        self.set_class(gpu.state != "ok", "problem")
+        self.set_class(gpu.state not in ("ok",), "problem")
         self.border_title = f"GPU {gpu.index} · {short_name(gpu.name)}"
         self.refresh()
 
@@ -146,7 +148,7 @@ class GpuCard(Widget):
     def _render_line(self, gpu: GpuSnapshot, width: int) -> Text:
         head = Text(f"{gpu.index} ", style="bold")
         head.append(truncate(short_name(gpu.name), 14).ljust(14))
-        if gpu.state != "ok":
+        if gpu.state not in ("ok", "stale"):
             head.append(f" {gpu.state.upper()}: {gpu.error or ''}", style="bold red")
             head.truncate(width)
             return head
@@ -175,7 +177,7 @@ class GpuCard(Widget):
 
     def _render_card(self, gpu: GpuSnapshot, width: int) -> Text:
         lines: list[Text] = []
-        if gpu.state != "ok":
+        if gpu.state not in ("ok", "stale"):
             lines.append(Text(f"{gpu.state.upper()}: {gpu.error or 'no data'}", style="bold red"))
             lines.append(health_badges(gpu, self.xids))
             return Text("\n").join(lines)

@@ -157,9 +157,9 @@ def log_matches_kb(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     ours = [m for m in matches if not wanted or m.id in wanted or m.category in wanted]
     if ours:
         top = ours[0]
-        lines = [f"line {e.line}: {e.text}" for e in top.evidence[:3]]
+        lines = [f"line {e.line}: {e.text.strip()[:300]}" for e in top.evidence[:3]]
         evidence["evidence"] = lines
-        return CheckResult(FAIL, f"the log shows {top.title} ({top.id})" + (f" — {lines[0]}" if lines else ""), evidence,
+        return CheckResult(FAIL, f"the log shows {top.title} ({top.id})" + (f" — {lines[0][:160]}" if lines else ""), evidence,
                            f"See `opsconsole kb show {top.id}` for the cause and fix.")
     if matches:
         top = matches[0]

@@ -41,15 +41,24 @@ def smoke_run(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     manager = RunManager(ctx.settings)
     try:
         record = manager.launch(p["kind"], argv, foreground=True)
-        run_id = getattr(record, "id", None) or getattr(record, "run_id", None)
-        result = manager.wait(run_id, timeout=p["timeout"]) or {}
     except Exception as exc:  # a launch problem is this check's error, not the playbook's crash
-        return CheckResult(ERROR, f"could not run {p['kind']}: {exc}", evidence)
+        return CheckResult(ERROR, f"could not start {p['kind']}: {exc}", evidence)
+    run_id = record.id
+    evidence["run_id"] = run_id
+    try:
+        result = manager.wait(run_id, timeout=p["timeout"]) or {}
+    except TimeoutError:
+        manager.stop(run_id)
+        return CheckResult(FAIL, f"{p['kind']} run {run_id} did not finish within {p['timeout']:g} s (stopped)", evidence,
+                           f"Look at its log (`opsconsole runs logs {run_id}`): a hang at start is often NCCL or a "
+                           "download in offline mode.")
     status = str(result.get("status", "unknown"))
     evidence.update({"run_id": run_id, "status": status, "exit_code": result.get("exit_code"),
-                     "summary": result.get("summary"), "metrics": result.get("metrics")})
-    if status in ("ok", "finished", "succeeded", "success"):
+                     "metrics": result.get("metrics"), "error": result.get("error"),
+                     "diagnoses": [d.get("id") for d in result.get("diagnoses") or []]})
+    if status == "ok":
         return CheckResult(PASS, f"{p['kind']} run {run_id} finished OK", evidence)
     return CheckResult(FAIL, f"{p['kind']} run {run_id} ended {status}" + (f": {result.get('error')}" if result.get("error") else ""),
-                       evidence, f"Read the run's log (`opsconsole runs show {run_id}`) and diagnose it "
-                       f"(`opsconsole diagnose <run dir>/output.log`).")
+                       evidence, f"Read the run's log (`opsconsole runs logs {run_id}`)"
+                       + (f"; the KB names {evidence['diagnoses'][0]} (`opsconsole kb show {evidence['diagnoses'][0]}`)."
+                          if evidence["diagnoses"] else "."))

@@ -92,6 +92,7 @@ class FakeNvml:
         self.init_error = init_error
         self.lost: set[int] = set()
         self.calls = 0
+        self.calls_by_name: dict[str, int] = {}
         self.init_calls = 0
         self.mig: dict[int, list[dict[str, Any]]] = {}
         self._gate = threading.Event()
@@ -113,12 +114,13 @@ class FakeNvml:
         self._gate.set()
 
     # -- the fake functions ------------------------------------------------------
-    def _enter(self) -> None:
+    def _enter(self, name: str = "") -> None:
         self.calls += 1
+        self.calls_by_name[name] = self.calls_by_name.get(name, 0) + 1
         self._gate.wait()
 
     def _device(self, name: str, handle: FakeHandle, *args: Any) -> Any:
-        self._enter()
+        self._enter(name)
         if handle.mig is not None:
             return self._mig(name, handle)
         if handle.index in self.lost:
@@ -146,7 +148,7 @@ class FakeNvml:
     def functions(self) -> dict[str, Any]:
         def system(name: str):  # noqa: ANN202
             def fn(*_: Any) -> Any:
-                self._enter()
+                self._enter(name)
                 return self.system[name]
             return fn
 
@@ -154,7 +156,7 @@ class FakeNvml:
             return lambda handle, *args: self._device(name, handle, *args)
 
         def init(*_: Any) -> None:
-            self._enter()
+            self._enter("nvmlInit")
             self.init_calls += 1
             if self.init_error is not None:
                 raise pynvml.NVMLError(self.init_error)
@@ -164,7 +166,7 @@ class FakeNvml:
             return len(self.gpus)
 
         def handle(index: int) -> FakeHandle:
-            self._enter()
+            self._enter("nvmlDeviceGetHandleByIndex")
             if index in self.lost:
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
             return FakeHandle(index)

@@ -1,0 +1,191 @@
+"""The real NvmlCollector code against a pynvml-level fake raising real pynvml.NVMLError codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pynvml
+import pytest
+
+from opsconsole.redact import REDACTED
+from opsconsole.telemetry.fake_nvml import GIB, FakeNvml
+from opsconsole.telemetry.nvml import SLOW_TTL_S, NvmlCollector
+
+
+def collect(**kwargs):
+    collector = NvmlCollector(watch_xid=False, **kwargs)
+    try:
+        return collector.collect()
+    finally:
+        collector.close()
+
+
+def test_healthy_gpu_fields_are_read_and_converted(fake: FakeNvml) -> None:
+    reading = collect()
+    assert reading.nvml.status == "ok"
+    assert reading.nvml.driver_version == "550.90.07"
+    assert reading.nvml.cuda_driver_version == "12.4"
+    assert [g.index for g in reading.gpus] == [0, 1, 2]
+    gpu = reading.gpus[0]
+    assert gpu.name == "NVIDIA H100 80GB HBM3" and gpu.compute_capability == "9.0"
+    assert gpu.pci_bus_id == "00000000:18:00.0"
+    assert gpu.memory.total == 80 * GIB and gpu.memory.used == 61 * GIB and gpu.memory.reserved == GIB // 2
+    assert gpu.power.draw == pytest.approx(612.0) and gpu.power.limit == pytest.approx(700.0)  # mW -> W
+    assert gpu.temperature.current == 61 and gpu.temperature.slowdown == 87 and gpu.temperature.shutdown == 92
+    assert gpu.clocks.sm == 1980 and gpu.clocks.sm_max == 1980
+    assert gpu.pcie.gen == 5 and gpu.pcie.max_width == 16
+    assert gpu.ecc.mode_enabled is True and gpu.ecc.remapped_rows_failure is False
+    assert gpu.persistence_mode is True and gpu.compute_mode == "default" and gpu.mig_mode is False
+    assert gpu.state == "ok"
+
+
+@pytest.mark.parametrize("code", [pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_NO_PERMISSION,
+                                  pynvml.NVML_ERROR_FUNCTION_NOT_FOUND])
+def test_unavailable_field_becomes_none_and_the_rest_is_read(fake: FakeNvml, code: int) -> None:
+    fake.fail(0, "nvmlDeviceGetPowerUsage", code)
+    fake.fail(0, "nvmlDeviceGetRemappedRows", code)
+    gpu = collect().gpus[0]
+    assert gpu.state == "ok"
+    assert gpu.power.draw is None and gpu.power.limit == pytest.approx(700.0)
+    assert gpu.ecc.remapped_rows_pending is None and gpu.ecc.mode_enabled is True
+    assert gpu.fan_percent is None  # NOT_SUPPORTED by the fake H100 (passively cooled)
+    assert gpu.memory.used == 61 * GIB
+
+
+def test_throttle_reasons_are_decoded_to_names(fake: FakeNvml) -> None:
+    fake.gpus[1]["nvmlDeviceGetCurrentClocksEventReasons"] = (
+        pynvml.nvmlClocksEventReasonSwThermalSlowdown | pynvml.nvmlClocksEventReasonSwPowerCap)
+    gpu = collect().gpus[1]
+    assert set(gpu.throttle_reasons) == {"sw_thermal_slowdown", "sw_power_cap"}
+
+
+def test_old_driver_without_clock_event_api_falls_back_to_throttle_reasons(fake: FakeNvml) -> None:
+    fake.fail(0, "nvmlDeviceGetCurrentClocksEventReasons", pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+    fake.gpus[0]["nvmlDeviceGetCurrentClocksThrottleReasons"] = pynvml.nvmlClocksThrottleReasonHwSlowdown
+    assert collect().gpus[0].throttle_reasons == ("hw_slowdown",)
+
+
+@pytest.mark.parametrize("code", [pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN])
+def test_lost_gpu_is_marked_and_the_others_keep_working(fake: FakeNvml, code: int) -> None:
+    fake.fail(1, "nvmlDeviceGetUtilizationRates", code)
+    reading = collect()
+    assert reading.nvml.status == "ok"
+    lost = reading.gpus[1]
+    assert lost.state == "lost" and lost.name == "NVIDIA H100 80GB HBM3"  # identity kept from init
+    assert lost.memory.used is None
+    assert [g.state for g in reading.gpus] == ["ok", "lost", "ok"]
+    assert reading.gpus[2].memory.used == 61 * GIB
+
+
+def test_gpu_lost_before_init_has_no_handle_but_does_not_break_others(fake: FakeNvml) -> None:
+    fake.lose(2)
+    reading = collect()
+    assert [g.state for g in reading.gpus] == ["ok", "ok", "lost"]
+
+
+@pytest.mark.parametrize("code, status", [
+    (pynvml.NVML_ERROR_LIBRARY_NOT_FOUND, "no_driver"),
+    (pynvml.NVML_ERROR_DRIVER_NOT_LOADED, "no_driver"),
+    (pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH, "driver_mismatch"),
+    (pynvml.NVML_ERROR_NO_PERMISSION, "error"),
+])
+def test_init_failures_are_states_not_exceptions(code: int, status: str) -> None:
+    machine = FakeNvml(2, init_error=code).install()
+    try:
+        reading = collect()
+    finally:
+        machine.uninstall()
+    assert reading.nvml.status == status
+    assert reading.gpus == ()
+    if status == "no_driver":
+        assert reading.nvml.message.startswith("no NVIDIA driver found")
+    if status == "driver_mismatch":
+        assert "mismatch" in reading.nvml.message
+
+
+def test_init_is_retried_only_after_a_pause(clock) -> None:  # noqa: ANN001
+    machine = FakeNvml(1, init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED).install()
+    collector = NvmlCollector(watch_xid=False, clock=clock)
+    try:
+        collector.collect()
+        collector.collect()
+        assert machine.init_calls == 1
+        machine.init_error = None  # driver loaded meanwhile
+        clock.now += 11
+        assert collector.collect().nvml.status == "ok"
+    finally:
+        collector.close()
+        machine.uninstall()
+
+
+def test_driver_going_away_mid_session_becomes_a_state(fake: FakeNvml) -> None:
+    collector = NvmlCollector(watch_xid=False)
+    try:
+        assert collector.collect().nvml.status == "ok"
+        fake.fail(0, "nvmlDeviceGetUtilizationRates", pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+        assert collector.collect().nvml.status == "driver_mismatch"
+    finally:
+        collector.close()
+
+
+def test_handles_are_fetched_once_and_slow_fields_cached(fake: FakeNvml, clock) -> None:  # noqa: ANN001
+    collector = NvmlCollector(watch_xid=False, clock=clock)
+    try:
+        collector.collect()
+        fake.gpus[0]["nvmlDeviceGetTotalEccErrors"] = 5
+        fake.gpus[0]["nvmlDeviceGetUtilizationRates"] = SimpleNamespace(gpu=11, memory=3)
+        second = collector.collect().gpus[0]
+        assert second.utilization.gpu == 11          # fast field: read every sample
+        assert second.ecc.volatile_uncorrected == 0  # slow field: cached
+        clock.now += SLOW_TTL_S + 0.1
+        assert collector.collect().gpus[0].ecc.volatile_uncorrected == 5
+        assert fake.calls_by_name["nvmlDeviceGetHandleByIndex"] == 3
+        assert fake.calls_by_name["nvmlDeviceGetName"] == 3
+    finally:
+        collector.close()
+
+
+def test_mig_devices_are_listed(fake: FakeNvml) -> None:
+    fake.gpus[0]["nvmlDeviceGetMigMode"] = [1, 1]
+    fake.mig[0] = [{"uuid": "MIG-a", "name": "3g.40gb", "total": 40 * GIB, "used": 10 * GIB, "gi": 1},
+                   {"uuid": "MIG-b", "name": "3g.40gb", "total": 40 * GIB, "used": 0, "gi": 2}]
+    gpu = collect().gpus[0]
+    assert gpu.mig_mode is True
+    assert [(m.uuid, m.gpu_instance_id, m.memory.used) for m in gpu.mig_devices] == [("MIG-a", 1, 10 * GIB), ("MIG-b", 2, 0)]
+
+
+def test_processes_merge_compute_and_graphics_and_flag_invisible_pids(fake: FakeNvml) -> None:
+    ghost = 4_100_000  # above pid_max: never a pid on this host
+    fake.gpus[0]["nvmlDeviceGetComputeRunningProcesses"] = [SimpleNamespace(pid=ghost, usedGpuMemory=3 * GIB)]
+    fake.gpus[0]["nvmlDeviceGetGraphicsRunningProcesses"] = [SimpleNamespace(pid=ghost, usedGpuMemory=3 * GIB)]
+    (proc,) = collect().gpus[0].processes
+    assert proc.pid == ghost and proc.type == "compute+graphics" and proc.used_memory == 3 * GIB
+    assert proc.visible is False and proc.user is None
+
+
+def test_visible_process_is_enriched_with_redacted_command(fake: FakeNvml) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--hf-token",
+                              "hf_abcdefghijklmnopqrstuvwxyz0123"])
+    try:
+        time.sleep(0.2)
+        fake.gpus[0]["nvmlDeviceGetComputeRunningProcesses"] = [SimpleNamespace(pid=child.pid, usedGpuMemory=GIB)]
+        (proc,) = collect().gpus[0].processes
+    finally:
+        child.kill()
+        child.wait()
+    assert proc.visible is True
+    assert proc.user and proc.start_time and proc.rss
+    assert "time.sleep" in proc.command and "hf_abcdefghijklmnopqrstuvwxyz0123" not in proc.command
+    assert REDACTED in proc.command
+
+
+def test_own_process_shows_its_user(fake: FakeNvml) -> None:
+    fake.gpus[2]["nvmlDeviceGetComputeRunningProcesses"] = [SimpleNamespace(pid=os.getpid(), usedGpuMemory=GIB)]
+    (proc,) = collect().gpus[2].processes
+    import getpass
+
+    assert proc.user == getpass.getuser() and proc.gpu == 2

@@ -19,7 +19,7 @@ from typing import Any
 
 from .common import JobContext, JobError, add_common_job_options, resolve_dtype, seed_everything
 from .gemma_model import ATTN_CHOICES, load_model, load_tokenizer, resolve_source, validate_backends
-from .tiny_gemma import instruction_messages, load_instructions
+from .tiny_gemma import ensure_tiny_gemma, instruction_messages, load_instructions
 from .training import (DistEnv, TrainMonitor, add_trainer_options, barrier, batch_indices, params_checksum,
                        setup_distributed, teardown_distributed, validate_trainer_options, wrap_ddp)
 
@@ -82,6 +82,8 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # peft x transformers 5 noise
     if args.lr is None:
         args.lr = TINY_LR if args.model == "tiny" else DEFAULT_LR
+    if args.model == "tiny":
+        ensure_tiny_gemma()  # before the process group exists: save_pretrained only writes on rank 0 after
     dist = setup_distributed(args.device)
     try:
         return _train(args, ctx, dist)

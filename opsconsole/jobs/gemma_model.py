@@ -32,21 +32,20 @@ class GemmaSource:
 
 
 def resolve_source(spec: str) -> GemmaSource:
-    """Map --model to a source (cheap: no torch, no loading). JobError exit 3 on a missing path."""
+    """Map --model to a source (cheap: no torch, no loading). JobError exit 3 on a missing path / model."""
+    from .model_source import resolve_model
+
     if spec == "tiny":
         return GemmaSource("tiny", "", "tiny")
     if spec in ARCHITECTURES:
         return GemmaSource("arch", str(CONFIGS_DIR / f"{spec}.json"), spec)
-    path = Path(spec).expanduser()
-    if path.exists():
-        if path.is_file() and path.suffix != ".json":
-            raise JobError(f"--model {spec}: a file that is not a config .json; give a model directory", exit_code=3)
-        return GemmaSource("path", str(path), str(path))
-    if spec.startswith(("/", ".", "~")) or spec.count("/") != 1:
-        raise JobError(f"--model {spec}: no such directory; use tiny, {', '.join(ARCHITECTURES)}, "
-                       "a local model directory or a Hugging Face id in the local cache", exit_code=3,
-                       kb="model-load-failure")
-    return GemmaSource("cache", spec, spec)
+    ref = resolve_model(spec, "pretrained")  # a local dir / config .json, or a HF id in the local cache
+    if ref.source == "local":
+        if ref.path is not None and ref.path.is_file() and ref.path.suffix != ".json":
+            raise JobError(f"--model {spec}: a single weights file; give the model directory (config.json + "
+                           "weights) or a config .json with --weights random", exit_code=3, kb="model-load-failure")
+        return GemmaSource("path", ref.load_from, spec)
+    return GemmaSource("cache", ref.load_from, spec)
 
 
 def validate_backends(attn: str, quant: str) -> None:
@@ -62,8 +61,10 @@ def validate_backends(attn: str, quant: str) -> None:
 def _pretrained_location(source: GemmaSource) -> str:
     if source.kind == "tiny":
         return str(ensure_tiny_gemma())
-    if source.kind == "arch":
-        return f"google/{source.label}"
+    if source.kind == "arch":  # --weights pretrained with an architecture name: google/<name> from the cache
+        from .model_source import resolve_model
+
+        return resolve_model(f"google/{source.label}", "pretrained").load_from
     return source.location
 
 
@@ -80,6 +81,9 @@ def _offline_error(location: str, exc: Exception) -> JobError:
     if "gated" in text.lower() or type(exc).__name__ == "GatedRepoError":
         return JobError(f"--model {location}: gated model not available offline ({exc.__class__.__name__}); "
                         "accept the licence and download it on a machine with access", exit_code=3, kb="gated-model")
+    if Path(location).is_dir():
+        return JobError(f"--model {location}: cannot load this model directory ({text.splitlines()[0][:300]})",
+                        exit_code=3, kb="model-load-failure")
     return JobError(f"--model {location}: not found in the local Hugging Face cache and downloads are off "
                     f"(local_files_only); download it first (huggingface-cli download {location}) or give a local path",
                     exit_code=3, kb="model-offline-not-cached")

@@ -97,20 +97,39 @@ def build_tokenizer() -> Any:
     )
 
 
+def _is_built(target: Path) -> bool:
+    try:
+        return json.loads((target / MARKER_FILE).read_text()).get("version") == TINY_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def ensure_tiny_gemma() -> Path:
-    """Build the tiny model + tokenizer into the cache once (atomic rename: safe for parallel ranks)."""
+    """Build the tiny model + tokenizer into the cache once.
+
+    A file lock serialises builders (torchrun ranks start together) and the finished
+    directory appears by atomic rename, so a reader never sees half a model.
+    """
+    import fcntl
+
     target = cache_dir()
-    marker = target / MARKER_FILE
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()).get("version") == TINY_VERSION:
-                return target
-        except ValueError:
-            pass
+    if _is_built(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".gemma.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _is_built(target):
+            _build(target)
+    return target
+
+
+def _build(target: Path) -> None:
     import torch
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # save_pretrained writes nothing on ranks != 0 once a process group exists
+        raise RuntimeError("build the tiny Gemma (ensure_tiny_gemma) before init_process_group")
     staging = Path(tempfile.mkdtemp(prefix=".gemma-build-", dir=target.parent))
     try:
         torch.manual_seed(1234)  # the same tiny weights on every machine
@@ -118,16 +137,11 @@ def ensure_tiny_gemma() -> Path:
         model.save_pretrained(staging)
         build_tokenizer().save_pretrained(staging)
         (staging / MARKER_FILE).write_text(json.dumps({"version": TINY_VERSION, "config": TINY_CONFIG}))
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(staging, target)
-        except OSError:  # another process won the race: use its copy
-            shutil.rmtree(staging, ignore_errors=True)
+        if target.exists():  # an older version: replaced under the lock
+            shutil.rmtree(target)
+        os.replace(staging, target)
     finally:
-        if staging.exists() and staging != target:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def architecture_config(name: str) -> Any:

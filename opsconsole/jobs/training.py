@@ -66,18 +66,18 @@ class DivergenceError(JobError):
                  metrics: dict[str, Any] | None = None) -> None:
         self.step = step
         self.loss = loss
+        origin = f" [injected by --inject-nan-at {step}]" if injected else ""
+        head = f"NaN/inf loss at step {step} (loss={loss}, dtype {dtype}, lr={lr:g}){origin}"
         if dtype == "fp16":
             self.cause = "fp16 overflow"
             kb = KB_FP16_OVERFLOW
-            advice = "use --dtype bf16 (or fp32), or a lower --lr"
+            message = (f"{head}: likely fp16 overflow (activations or gradients beyond 65504), else a learning "
+                       f"rate too high; use --dtype bf16 (or fp32), or a lower --lr. See KB {kb}.")
         else:
             self.cause = "learning rate too high"
             kb = KB_LR_TOO_HIGH
-            advice = f"lower --lr (now {lr:g}) or add warm-up / gradient clipping"
-        origin = f" [injected by --inject-nan-at {step}]" if injected else ""
-        message = (f"NaN/inf loss at step {step} (loss={loss}, dtype {dtype}, lr {lr:g}){origin}: "
-                   f"training diverged, likely cause: {self.cause} (fp16 overflow or learning rate too high); "
-                   f"{advice}. See KB {kb}.")
+            message = (f"{head}: the loss diverged, likely the learning rate is too high (not fp16 overflow: the "
+                       f"run is {dtype}); lower --lr or add warm-up / gradient clipping. See KB {kb}.")
         super().__init__(message, exit_code=1, kb=kb)
         self.metrics = {**(metrics or {}), "diverged_at_step": step, "divergence_cause": self.cause}
 

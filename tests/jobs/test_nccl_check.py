@@ -1,0 +1,44 @@
+"""nccl-check: bus bandwidth arithmetic, flags, and a real gloo all-reduce on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from job_runner import run_job
+
+from opsconsole.jobs import nccl_check
+from opsconsole.jobs.common import JobError
+
+
+def test_bus_bandwidth_is_nccl_tests_formula() -> None:
+    assert nccl_check.bus_bandwidth(100.0, 8) == pytest.approx(175.0)  # 2 * 7/8
+    assert nccl_check.bus_bandwidth(10.0, 2) == pytest.approx(10.0)
+    assert nccl_check.bus_bandwidth(10.0, 1) == 0.0
+
+
+def test_default_gpu_sweep_is_8mb_to_1gb() -> None:
+    sizes = nccl_check.message_sizes(nccl_check.parse_size("8M"), nccl_check.parse_size("1G"))
+    assert [nccl_check.size_label(s) for s in sizes] == ["8MB", "16MB", "32MB", "64MB", "128MB", "256MB", "512MB", "1GB"]
+
+
+@pytest.mark.parametrize("argv, text", [(["--max-size", "1M"], "below --min-size"), (["--min-size", "lots"], "lots"),
+                                        (["--iters", "0"], "--iters")])
+def test_bad_sizes_are_bad_input(argv: list[str], text: str) -> None:
+    with pytest.raises(JobError) as info:
+        nccl_check.validate(nccl_check.build_parser().parse_args(argv))
+    assert info.value.exit_code == 3 and text in str(info.value)
+
+
+@pytest.mark.ml
+def test_cpu_gloo_all_reduce_reports_bus_bandwidth(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    run = run_job("nccl-check", ["--device", "cpu", "--max-size", "16M", "--iters", "2"], tmp_path / "run")
+    assert run.returncode == 0, run.log
+    m = run.metrics
+    assert m["backend"] == "gloo" and m["world_size"] == 2
+    assert set(m["busbw_gbps"]) == {"8MB", "16MB"} and all(v > 0 for v in m["busbw_gbps"].values())
+    # 2 ranks: busbw = algbw * 2(n-1)/n = algbw
+    assert m["busbw_gbps"]["8MB"] == pytest.approx(m["algbw_gbps"]["8MB"])
+    assert [p["metrics"]["size"] for p in run.of_type("progress")] == ["8MB", "16MB"]
+    assert "busbw GB/s" in run.log

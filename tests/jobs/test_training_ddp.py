@@ -1,0 +1,39 @@
+"""Multi-process training: gemma-lora under torchrun with gloo on CPU (what `--gpus 2 --device cpu` runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from job_runner import run_job
+
+pytestmark = pytest.mark.ml
+
+
+def test_two_process_gloo_ddp_ranks_agree(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    run = run_job("gemma-lora", ["--device", "cpu", "--steps", "5", "--batch", "2"], tmp_path / "run",
+                  tmp_path / "cache", nproc=2)
+    assert run.returncode == 0, run.log
+    assert run.finish["status"] == "ok" and run.metrics["world_size"] == 2
+    assert [e["step"] for e in run.of_type("progress")] == [1, 2, 3, 4, 5]  # rank 0 alone writes events
+    assert len(run.of_type("start")) == 1 and len(run.of_type("artifact")) == 1
+    ranks = [json.loads((run.run_dir / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["losses"] == ranks[1]["losses"] == [e["metrics"]["loss"] for e in run.of_type("progress")]
+    assert ranks[0]["params_checksum"] == pytest.approx(ranks[1]["params_checksum"], rel=0, abs=1e-9)
+    assert "world size 2 (gloo)" in run.log
+
+
+def test_run_manager_launches_gpus_2_on_cpu(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    runs = pytest.importorskip("opsconsole.runs")
+    from opsconsole.config import Settings
+
+    manager = runs.RunManager(Settings())
+    record = manager.launch("gemma-lora", ["--device", "cpu", "--steps", "3", "--batch", "2"], gpus=2)
+    result = manager.wait(record.id, timeout=180)
+    log = (Path(record.dir) / "output.log").read_text(errors="replace")
+    assert result["status"] == "ok", log
+    assert result["metrics"]["world_size"] == 2 and result["metrics"]["steps"] == 3
+    assert any(Path(a["path"] if isinstance(a, dict) else a).name == "adapter" for a in result["artifacts"])

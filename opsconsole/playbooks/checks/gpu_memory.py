@@ -116,7 +116,7 @@ def vram_holders(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
                 continue
             (own if proc.user == ctx.user and proc.visible else others).append(proc)
         accounted = sum(proc.used_memory or 0 for proc in gpu.processes)
-        if gpu.memory.used is not None and gpu.memory.used - accounted >= max(floor, 2**30) and not gpu.processes:
+        if gpu.memory.used is not None and gpu.memory.used - accounted > max(floor, 2 * 2**30) and not gpu.processes:
             unseen.append({"gpu": gpu.index, "unaccounted_gib": gib(gpu.memory.used - accounted)})
     evidence: dict[str, Any] = {"you": ctx.user, "processes": listed}
     if unseen:

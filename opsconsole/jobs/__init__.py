@@ -17,4 +17,5 @@ JOB_KINDS: dict[str, str] = {
     "sd-lora": "sd_lora",
     "sd-dreambooth": "sd_dreambooth",
     "nccl-check": "nccl_check",
+    "selftest": "selftest",  # torch-free, for testing the run machinery
 }

@@ -1,0 +1,227 @@
+"""Validate a launch request and plan the child command — before anything is registered.
+
+Everything here is cheap and torch-free in the console process: the job's flags
+are parsed with the job module's own build_parser(), its optional validate()
+runs, `--model` is resolved offline, and CUDA is checked with a probe of the
+user's interpreter only when `--device cuda` is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..paths import PACKAGE_DIR, ensure_private_dir, state_dir
+
+CUDA_CHECK_TIMEOUT_S = 60.0
+
+
+@dataclass
+class LaunchPlan:
+    kind: str
+    job_argv: list[str]
+    python: str
+    device: str
+    gpus: list[str]
+    world_size: int
+    child_argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    job_args: dict[str, Any] = field(default_factory=dict)
+
+
+class _ParseError(Exception):
+    pass
+
+
+def _raise_instead_of_exit(parser: argparse.ArgumentParser) -> None:
+    """argparse prints usage and exits on bad flags; we want one line and exit code 3."""
+
+    def error(message: str) -> None:
+        raise _ParseError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _raise_instead_of_exit(sub)
+
+
+def job_module(kind: str) -> Any:
+    from ..jobs import JOB_KINDS
+
+    if kind not in JOB_KINDS:
+        raise UsageError(f"unknown run kind {kind!r}; known kinds: {', '.join(JOB_KINDS)}")
+    name = f"opsconsole.jobs.{JOB_KINDS[kind]}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            raise UsageError(f"run kind {kind!r} is not available in this install ({name} is missing)") from None
+        raise
+
+
+def job_parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = job_module(kind).build_parser()
+    if prog:
+        parser.prog = prog
+    return parser
+
+
+def parse_job_args(kind: str, argv: list[str]) -> argparse.Namespace:
+    parser = job_parser(kind, prog=f"opsconsole run {kind}")
+    _raise_instead_of_exit(parser)
+    try:
+        return parser.parse_args(argv)
+    except _ParseError as exc:
+        raise UsageError(f"run {kind}: {exc}") from None
+    except SystemExit:  # a job parser that exits on its own (e.g. a custom action)
+        raise UsageError(f"run {kind}: invalid arguments {' '.join(argv)!r}") from None
+
+
+def resolve_python(python: str | None) -> str:
+    candidate = python or sys.executable
+    found = shutil.which(candidate) if os.sep not in candidate else candidate
+    path = Path(os.path.expanduser(found or candidate))
+    if not path.exists():
+        raise UsageError(f"--python {candidate}: no such interpreter (give the python of your ML environment)")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise UsageError(f"--python {candidate}: not an executable file")
+    return str(path if path.is_absolute() else path.absolute())
+
+
+def check_cuda(python: str, device: str) -> None:
+    """Raise UsageError when `device` (cuda / cuda:N) is not usable by torch in `python`."""
+    index = None
+    if ":" in device:
+        try:
+            index = int(device.split(":", 1)[1])
+        except ValueError:
+            raise UsageError(f"--device {device}: use cuda or cuda:N") from None
+    available, count, detail = cuda_status(python)
+    if not available:
+        raise UsageError(f"--device {device} requested but CUDA is not available to torch in {python}"
+                         + (f" ({detail})" if detail else "") + "; use --device cpu or fix the environment "
+                         "(`opsconsole diagnose`, playbook torch-cpu-only)")
+    if index is not None and count is not None and index >= count:
+        raise UsageError(f"--device {device}: only {count} CUDA device(s) visible to {python}")
+
+
+def cuda_status(python: str) -> tuple[bool, int | None, str]:
+    """(available, device_count, detail) from the telemetry probe, else a quick subprocess."""
+    try:
+        from ..telemetry import probe_cuda_env  # type: ignore[attr-defined]
+    except ImportError:
+        probe_cuda_env = None
+    if probe_cuda_env is not None:
+        env = probe_cuda_env(python)
+        if env.status == "no_torch":
+            return False, None, "torch is not installed there"
+        if env.status != "ok":
+            return False, None, env.message or env.status
+        detail = env.cuda_error or (f"torch {env.torch_version} is a CPU-only build" if env.torch_cuda is None else "")
+        return bool(env.cuda_available), env.device_count, detail
+    code = ("import sys\ntry:\n import torch\nexcept ImportError:\n print('no-torch'); sys.exit(0)\n"
+            "print(int(torch.cuda.is_available()), torch.cuda.device_count() if torch.cuda.is_available() else 0,"
+            " torch.__version__, torch.version.cuda)")
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=CUDA_CHECK_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, None, f"probe failed: {exc}"
+    fields = done.stdout.split()
+    if not fields or fields[0] == "no-torch":
+        return False, None, "torch is not installed there" if fields else (done.stderr.strip().splitlines() or ["probe failed"])[-1]
+    available = fields[0] == "1"
+    detail = "" if available else f"torch {fields[2]}" + (" is a CPU-only build" if fields[3] == "None" else "")
+    return available, int(fields[1]), detail
+
+
+def host_has_nvidia_gpu() -> bool:
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+
+
+def gpus_for(device: str, world_size: int, env: dict[str, str]) -> list[str]:
+    """GPU ids (as CUDA_VISIBLE_DEVICES names them, else indexes) a run will use; [] for CPU."""
+    if device == "cpu" or (device == "auto" and not host_has_nvidia_gpu()) or not (
+            device == "auto" or device.startswith("cuda")):
+        return []
+    if ":" in device and world_size == 1:
+        indexes = [int(device.split(":", 1)[1])]
+    else:
+        indexes = list(range(world_size))
+    visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return [visible[i] if i < len(visible) else str(i) for i in indexes]
+    return [str(i) for i in indexes]
+
+
+def shim_dir() -> Path:
+    """A dir holding only a symlink `opsconsole` -> this package, for the child's PYTHONPATH.
+
+    The user's interpreter can then import opsconsole without seeing the console's
+    site-packages (their torch, not ours).
+    """
+    shim = ensure_private_dir(state_dir() / "pyshim")
+    link = shim / "opsconsole"
+    if not (link.is_symlink() and os.readlink(link) == str(PACKAGE_DIR)):
+        tmp = shim / f".opsconsole.{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(PACKAGE_DIR, target_is_directory=True)
+        os.replace(tmp, link)
+    return shim
+
+
+def child_env(run_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    from ..jobs.common import RUN_DIR_ENV
+
+    env = dict(os.environ if base is None else base)
+    shim = str(shim_dir())
+    env["PYTHONPATH"] = shim + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[RUN_DIR_ENV] = str(run_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def child_command(python: str, kind: str, job_argv: list[str], world_size: int) -> list[str]:
+    if world_size > 1:
+        return [python, "-m", "torch.distributed.run", "--nproc-per-node", str(world_size), "--standalone",
+                "-m", "opsconsole.jobs", kind, *job_argv]
+    return [python, "-m", "opsconsole.jobs", kind, *job_argv]
+
+
+def plan_launch(kind: str, job_argv: list[str], python: str | None = None, gpus: int | None = None) -> LaunchPlan:
+    """Validate everything the user can get wrong; raise UsageError (exit 3) with one line."""
+    from ..jobs.common import JobError
+    from ..jobs.model_source import resolve_model
+
+    module = job_module(kind)
+    args = parse_job_args(kind, list(job_argv))
+    world_size = 1 if gpus is None else gpus
+    if world_size < 1:
+        raise UsageError(f"--gpus {gpus}: must be 1 or more")
+    try:
+        if getattr(args, "model", None) is not None:
+            resolve_model(str(args.model), getattr(args, "weights", "pretrained"))
+        validate = getattr(module, "validate", None)
+        if validate is not None:
+            validate(args)
+    except JobError as exc:
+        raise UsageError(f"run {kind}: {exc}") from None
+    interpreter = resolve_python(python)
+    device = str(getattr(args, "device", "cpu") or "cpu")
+    if device.startswith("cuda"):
+        check_cuda(interpreter, device)
+    env = dict(os.environ)
+    return LaunchPlan(kind=kind, job_argv=list(job_argv), python=interpreter, device=device,
+                      gpus=gpus_for(device, world_size, env), world_size=world_size,
+                      child_argv=child_command(interpreter, kind, list(job_argv), world_size),
+                      env=env, cwd=os.getcwd(), job_args=vars(args))

@@ -1,0 +1,191 @@
+"""Build a run's result.json from what the job left behind (events, exit status, log).
+
+    {"id", "kind", "status": "ok|failed|crashed|stopped", "exit_code", "signal",
+     "metrics": {...}, "artifacts": [{"path", "kind"}], "diagnoses": [Diagnosis.to_dict()],
+     "error", "findings", "started_at", "ended_at", "duration_s"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as signal_module
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..events import parse_event_line
+from .rundir import RunDir
+
+TOP_DIAGNOSES = 3
+DIAGNOSE_MAX_BYTES = 8 * 1024 * 1024  # diagnose the last 8 MiB of a huge log (tracebacks are at the end)
+
+
+@dataclass
+class JobEvents:
+    """What events.jsonl says about a run (read once, line by line: bounded memory)."""
+
+    start: dict[str, Any] | None = None
+    finish: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_job_events(path: Path) -> JobEvents:
+    found = JobEvents()
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except OSError:
+        return found
+    with fh:
+        for line in fh:
+            event = parse_event_line(line)
+            if event is None:
+                continue
+            kind = event["type"]
+            if kind == "start":
+                found.start = event
+            elif kind == "finish":
+                found.finish = event
+            elif kind == "metric" and "name" in event:
+                found.metrics[str(event["name"])] = event.get("value")
+            elif kind == "artifact" and "path" in event:
+                found.artifacts.append({"path": event["path"], "kind": event.get("kind", "file")})
+            elif kind == "finding":
+                found.findings.append({k: v for k, v in event.items() if k not in ("t", "type")})
+    return found
+
+
+def decide_status(finish: dict[str, Any] | None, exit_code: int | None, signal: int | None,
+                  stop_requested: bool) -> str:
+    """ok | failed | crashed | stopped. No finish event and no stop request means crashed."""
+    if finish is None:
+        return "stopped" if stop_requested else "crashed"
+    said = finish.get("status")
+    if said == "stopped" or (stop_requested and (signal is not None or exit_code not in (0, None))):
+        return "stopped"
+    if said == "ok":
+        if signal is None and exit_code in (0, None):
+            return "ok"
+        return "crashed" if signal is not None else "failed"
+    return "failed"
+
+
+def signal_name(number: int | None) -> str | None:
+    if number is None:
+        return None
+    try:
+        return signal_module.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def crash_note(signal: int | None, exit_code: int | None) -> str:
+    """A line the supervisor appends to output.log when a job ends without a finish event."""
+    if signal == signal_module.SIGKILL:
+        return ("[opsconsole] Killed: the job was ended by signal 9 (SIGKILL) before it finished. Nobody asked it "
+                "to stop, so the usual cause is the kernel OOM killer (host RAM exhausted): "
+                "check `dmesg | grep -i -E 'killed process|out of memory'`.")
+    if signal is not None:
+        return f"[opsconsole] the job was ended by signal {signal} ({signal_name(signal)}) before it finished."
+    return f"[opsconsole] the job exited with code {exit_code} without reporting a finish event."
+
+
+def diagnose(run: RunDir, finish: dict[str, Any] | None, top: int = TOP_DIAGNOSES) -> tuple[list[dict[str, Any]], str | None]:
+    """Top KB diagnoses of the run's log (+ the KB entry the job itself named). Never raises.
+
+    Returns (diagnoses, error): error says why diagnosis was skipped, else None.
+    """
+    try:
+        from ..kb import load_kb, match_log  # the KB may not be importable (yet): skip gracefully
+    except ImportError as exc:
+        return [], f"KB not available: {exc}"
+    try:
+        kb = load_kb()
+        source: Any = run.log
+        if run.log.stat().st_size > DIAGNOSE_MAX_BYTES:
+            with open(run.log, "rb") as fh:
+                fh.seek(-DIAGNOSE_MAX_BYTES, os.SEEK_END)
+                source = fh.read().decode("utf-8", "replace").splitlines()[1:]
+        diagnoses = [d.to_dict() for d in match_log(source, kb=kb, top=top).matches]
+        named = (finish or {}).get("kb")
+        if named and named not in {d["id"] for d in diagnoses}:
+            entry = kb.get(named)
+            if entry is not None:
+                diagnoses.insert(0, {"id": entry.id, "category": entry.category, "title": entry.title,
+                                     "score": 1.0, "playbook": entry.playbook, "source": "job",
+                                     "evidence": [{"line": 0, "text": str((finish or {}).get("error", ""))}]})
+        return diagnoses[:top], None
+    except Exception as exc:  # a KB bug must not lose the run's result
+        return [], f"diagnosis failed: {type(exc).__name__}: {exc}"
+
+
+def build_result(run: RunDir, exit_code: int | None, signal: int | None, *,
+                 ended_at: float | None = None, note: str | None = None) -> dict[str, Any]:
+    cmd = run.read_cmd() or {}
+    events = read_job_events(run.events)
+    status = decide_status(events.finish, exit_code, signal, run.stop_requested())
+    finish = events.finish or {}
+    metrics = {**events.metrics, **(finish.get("metrics") or {})}
+    artifacts = _dedupe(events.artifacts, run)
+    ended = ended_at or time.time()
+    started = cmd.get("created")
+    result: dict[str, Any] = {
+        "id": run.id,
+        "kind": cmd.get("kind") or (events.start or {}).get("kind"),
+        "status": status,
+        "exit_code": exit_code,
+        "signal": signal,
+        "signal_name": signal_name(signal),
+        "metrics": metrics,
+        "summary": finish.get("summary") or {},
+        "artifacts": artifacts,
+        "findings": events.findings,
+        "diagnoses": [],
+        "error": finish.get("error") or (note if status == "crashed" else None),
+        "started_at": started,
+        "ended_at": ended,
+        "duration_s": round(ended - started, 3) if isinstance(started, (int, float)) else None,
+    }
+    if status in ("failed", "crashed"):
+        result["diagnoses"], skipped = diagnose(run, events.finish)
+        if skipped:
+            result["diagnosis_skipped"] = skipped
+    return result
+
+
+def _dedupe(artifacts: list[dict[str, Any]], run: RunDir) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for item in artifacts:
+        path = str(item["path"])
+        if path in seen:
+            continue
+        seen.add(path)
+        absolute = Path(path) if os.path.isabs(path) else run.path / path
+        out.append({"path": str(absolute), "kind": item.get("kind", "file"), "exists": absolute.exists()})
+    return out
+
+
+def result_summary(result: dict[str, Any]) -> str:
+    """One line for humans: `ok  ttft_s=0.12 decode_tokens_per_s=40.1` or `crashed (SIGKILL)`."""
+    status = result.get("status", "?")
+    if result.get("signal"):
+        status += f" ({result.get('signal_name') or result['signal']})"
+    elif result.get("exit_code") not in (0, None):
+        status += f" (exit {result['exit_code']})"
+    metrics = result.get("metrics") or {}
+    shown = [f"{k}={_short(v)}" for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return "  ".join([status, *shown[:6]])
+
+
+def _short(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, default=str)

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -138,51 +139,74 @@ def _nvml_line(snapshot: Snapshot) -> Text:
     return text
 
 
-def _gpu_table(gpus: tuple[GpuSnapshot, ...]) -> Table:
-    table = Table(title="GPUs", title_justify="left", header_style="bold", expand=False)
-    for column in ("#", "name", "util %", "mem GiB", "temp °C", "power W", "SM MHz", "pstate", "throttle", "health"):
-        table.add_column(column, no_wrap=column != "throttle")
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(name: str | None) -> str:
+    return (name or "?").removeprefix("NVIDIA ").removeprefix("GeForce ")
+
+
+def _gpu_notes(g: GpuSnapshot) -> str:
+    """Only what deserves attention: throttling, memory health, a degraded link, MIG."""
+    notes = [r for r in g.throttle_reasons if r != "gpu_idle"]
+    if g.ecc.volatile_uncorrected:
+        notes.append(f"ECC uncorrected {g.ecc.volatile_uncorrected}")
+    if g.ecc.remapped_rows_failure:
+        notes.append("row remap FAILED")
+    elif g.ecc.remapped_rows_pending:
+        notes.append("row remap pending")
+    if g.ecc.retired_pages_pending:
+        notes.append("page retirement pending")
+    p = g.pcie
+    if (p.gen, p.width) != (p.max_gen, p.max_width) and p.gen is not None:
+        notes.append(f"PCIe Gen{p.gen} x{p.width} (max Gen{p.max_gen} x{p.max_width})")
+    if g.mig_mode:
+        notes.append(f"MIG: {len(g.mig_devices)} instance(s)")
+    if g.persistence_mode is False:
+        notes.append("persistence off")
+    return ", ".join(notes)
+
+
+def _gpu_table(gpus: tuple[GpuSnapshot, ...], width: int) -> Table:
+    wide = width >= 120  # clocks and P-state only where they fit
+    columns = ["#", "name", "util %", "mem GiB", "°C", "W"] + (["SM MHz", "P"] if wide else []) + ["notes"]
+    table = Table(title="GPUs", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=column != "notes", overflow="fold" if column == "notes" else "ellipsis",
+                         max_width=18 if column == "name" else None)
     for g in gpus:
         if g.state != "ok":
-            table.add_row(str(g.index), g.name or "?", "", "", "", "", "", "", "",
-                          Text(f"{g.state}: {g.error or ''}", style="bold red"))
+            table.add_row(str(g.index), _short(g.name), *[""] * (len(columns) - 3),
+                          Text(f"{g.state.upper()}: {g.error or ''}", style="bold red"))
             continue
-        health = []
-        if g.ecc.volatile_uncorrected:
-            health.append(f"ECC uncorr {g.ecc.volatile_uncorrected}")
-        if g.ecc.remapped_rows_failure:
-            health.append("row remap FAILED")
-        elif g.ecc.remapped_rows_pending:
-            health.append("row remap pending")
-        if g.pcie.gen is not None:
-            health.append(f"PCIe G{g.pcie.gen}x{g.pcie.width}")
-        if g.mig_mode:
-            health.append(f"MIG ×{len(g.mig_devices)}")
-        table.add_row(
-            str(g.index), g.name or "?",
-            f"{_num(g.utilization.gpu)}/{_num(g.utilization.memory)}",
-            f"{_gib(g.memory.used)}/{_gib(g.memory.total)}",
-            f"{_num(g.temperature.current)}/{_num(g.temperature.slowdown)}",
-            f"{_num(g.power.draw)}/{_num(g.power.limit)}",
-            f"{_num(g.clocks.sm)}/{_num(g.clocks.sm_max)}",
-            "—" if g.performance_state is None else f"P{g.performance_state}",
-            ", ".join(r for r in g.throttle_reasons if r != "gpu_idle") or "—",
-            " · ".join(health) or "—",
-        )
+        row = [str(g.index), _short(g.name), f"{_num(g.utilization.gpu)}/{_num(g.utilization.memory)}",
+               f"{_gib(g.memory.used)}/{_gib(g.memory.total)}",
+               f"{_num(g.temperature.current)}/{_num(g.temperature.slowdown)}",
+               f"{_num(g.power.draw)}/{_num(g.power.limit)}"]
+        if wide:
+            row += [f"{_num(g.clocks.sm)}/{_num(g.clocks.sm_max)}",
+                    "—" if g.performance_state is None else str(g.performance_state)]
+        table.add_row(*row, Text(_gpu_notes(g), style="yellow"))
+    table.caption = ("util %: gpu/memory · °C: now/slowdown · W: draw/limit"
+                     + (" · SM MHz: now/max · P: performance state" if wide else ""))
+    table.caption_justify = "left"
     return table
 
 
-def _process_table(gpus: tuple[GpuSnapshot, ...], limit: int = 60) -> Table | None:
+def _process_table(gpus: tuple[GpuSnapshot, ...], width: int, limit: int = 60) -> Table | None:
     procs = sorted((p for g in gpus for p in g.processes), key=lambda p: (p.gpu, -(p.used_memory or 0)))
     if not procs:
         return None
-    table = Table(title=f"GPU processes ({len(procs)})", title_justify="left", header_style="bold")
+    table = Table(title=f"GPU processes ({len(procs)})", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("gpu", "pid", "user", "VRAM GiB", "CPU %", "RSS GiB", "command"):
-        table.add_column(column, no_wrap=column != "command", overflow="ellipsis")
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    command_width = max(16, width - 52)
     for p in procs[:limit]:
         table.add_row(str(p.gpu), str(p.pid), p.user or ("(other container)" if not p.visible else "?"),
                       _gib(p.used_memory), _num(p.cpu_percent), _gib(p.rss),
-                      (p.command or ("not visible on this host" if not p.visible else ""))[:120])
+                      _clip(p.command or ("not visible on this host" if not p.visible else ""), command_width))
     if len(procs) > limit:
         table.caption = f"{len(procs) - limit} more not shown (see --json)"
     return table
@@ -212,8 +236,8 @@ def _env_table(e: CudaEnv) -> Table:
         table.add_row("torch", f"{e.torch_version} · CUDA build {e.torch_cuda or 'none (CPU-only)'} · cuDNN {e.cudnn_version or '—'}")
         available = "yes" if e.cuda_available else f"no ({e.cuda_error or 'unknown'})"
         table.add_row("cuda available", available)
-        for d in e.devices:
-            table.add_row(f"device {d.index}", f"{d.name} (sm_{(d.capability or '?').replace('.', '')})")
+        for label, text in _device_rows(e):
+            table.add_row(label, text)
         if e.arch_list:
             covered = {True: "covers every GPU", False: "MISSING a GPU's arch", None: ""}[e.arch_covered]
             table.add_row("arch list", f"{' '.join(e.arch_list)} {covered}")
@@ -227,27 +251,47 @@ def _env_table(e: CudaEnv) -> Table:
     return table
 
 
+def _device_rows(e: CudaEnv) -> list[tuple[str, str]]:
+    """One row per run of identical devices: "devices 0-7" rather than eight lines."""
+    rows: list[tuple[str, str]] = []
+    devices = list(e.devices)
+    i = 0
+    while i < len(devices):
+        j = i
+        while j + 1 < len(devices) and (devices[j + 1].name, devices[j + 1].capability) == (devices[i].name, devices[i].capability):
+            j += 1
+        d = devices[i]
+        label = f"device {d.index}" if i == j else f"devices {d.index}-{devices[j].index}"
+        rows.append((label, f"{d.name} (sm_{(d.capability or '?').replace('.', '')})"))
+        i = j + 1
+    return rows
+
+
 def _yn(value: bool | None) -> str:
     return {True: "yes", False: "no", None: "—"}[value]
 
 
 def _findings_table(snapshot: Snapshot) -> RenderableType:
+    """Findings as a list (a message needs the full width), most severe first."""
     if not snapshot.findings:
-        return Text("No findings.", style="green")
-    table = Table(title="Findings", title_justify="left", header_style="bold")
-    for column in ("severity", "gpu", "id", "message", "kb"):
-        table.add_column(column, overflow="fold")
+        return Text("Findings: none.", style="green")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
     for f in snapshot.findings:
-        table.add_row(Text(f.severity, style=SEVERITY_STYLE[f.severity]), "—" if f.gpu is None else str(f.gpu),
-                      f.id, f.message, f.kb or "")
-    return table
+        meta = f"id {f.id}" + (f" · GPU {f.gpu}" if f.gpu is not None else "") + (f" · kb {f.kb}" if f.kb else "")
+        message = Text(f.message)
+        message.append(f"  [{meta}]", style="dim")
+        grid.add_row(Text(f"  {f.severity.upper():<8}", style=SEVERITY_STYLE[f.severity]), message)
+    return Group(Text(f"Findings ({len(snapshot.findings)})", style="bold"), grid)
 
 
 def render_snapshot(snapshot: Snapshot, footer: str = "") -> RenderableType:
     parts: list[RenderableType] = [_nvml_line(snapshot)]
+    width = out().width
     if snapshot.gpus:
-        parts.append(_gpu_table(snapshot.gpus))
-        procs = _process_table(snapshot.gpus)
+        parts.append(_gpu_table(snapshot.gpus, width))
+        procs = _process_table(snapshot.gpus, width)
         if procs is not None:
             parts.append(procs)
     parts += [_host_table(snapshot.host), _env_table(snapshot.cuda_env), _findings_table(snapshot)]

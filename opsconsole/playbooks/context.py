@@ -155,16 +155,38 @@ def _scenario_viewer(simulate: str | None) -> str | None:
         return None
 
 
+_KB_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _kb_signature(settings: Settings) -> tuple[Any, ...]:
+    """Names, sizes and mtimes of the KB files: the cached KB is reused while they are unchanged."""
+    from ..paths import bundled_dir
+
+    files = []
+    for directory in (bundled_dir("kb"), *map(Path, settings.extra_kb_dirs)):
+        try:
+            for path in sorted(Path(directory).expanduser().glob("*.md")):
+                stat = path.stat()
+                files.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(settings.extra_kb_dirs), tuple(files)
+
+
 def load_kb_or_none(settings: Settings) -> Any:
-    """The knowledge base, or None while the KB package is not available."""
+    """The knowledge base (cached while its files are unchanged), or None when it cannot be loaded."""
     try:
         from ..kb import load_kb  # type: ignore[attr-defined]
     except ImportError:
         return None
-    try:
-        return load_kb(extra_dirs=settings.extra_kb_dirs)
-    except Exception:
-        return None
+    key = _kb_signature(settings)
+    if key not in _KB_CACHE:
+        try:
+            _KB_CACHE.clear()
+            _KB_CACHE[key] = load_kb(extra_dirs=settings.extra_kb_dirs)
+        except Exception:
+            return None
+    return _KB_CACHE[key]
 
 
 def _sample(settings: Settings, simulate: str | None) -> Snapshot:

@@ -142,3 +142,15 @@ def test_dry_run_plan_lists_commands_without_running_them(tmp_path):
     plan = PlaybookRunner(pb, PlaybookContext(Settings(), simulate="no-such-scenario")).plan()
     assert [p.to_dict()["argv"] for p in plan if p.step.kind == "command"] == [["nvidia-smi", "-q"]]
     assert plan[1].condition == "smi is pass" and plan[1].action.startswith("check vram_free(")
+
+
+def test_playbooks_never_import_torch_or_textual():
+    import subprocess
+    import sys
+
+    code = ("import sys; from opsconsole.cli import main; "
+            "main(['playbook', 'run', 'first-time-box-check', '--simulate', 'healthy-8xh100', '--json']); "
+            "bad = [m for m in ('torch', 'textual', 'transformers', 'diffusers') if m in sys.modules]; "
+            "sys.exit(10 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -47,7 +47,7 @@ async def test_80x24_is_compact_and_shows_every_gpu(make_app):
         assert "Processes" in "\n".join(lines) and "Kill process" in lines[-1]
 
 
-@pytest.mark.parametrize("size", [(20, 6), (1, 1), (40, 10)])
+@pytest.mark.parametrize("size", [(20, 6), (10, 3), (40, 10)])
 async def test_tiny_terminals_do_not_crash(make_app, size):
     app = make_app("healthy-8xh100")
     async with app.run_test(size=size) as pilot:

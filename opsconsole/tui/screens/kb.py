@@ -16,15 +16,20 @@ from .base import OpsScreen
 
 
 def fuzzy_rank(entries, query: str, limit: int = 40) -> list:
-    """Entries ranked by fuzzy match of `query` on id, title, category and body."""
-    from rapidfuzz import fuzz, process
+    """Entries ranked by how many query words they contain, then by fuzzy similarity (typos welcome)."""
+    from rapidfuzz import fuzz
 
-    choices = {e.id: f"{e.id} {e.title} {e.category} {e.area}".lower() for e in entries}
-    scored = process.extract(query.lower(), choices, scorer=fuzz.WRatio, limit=limit)
-    by_id = {e.id: e for e in entries}
-    body_hits = [e for e in entries if query.lower() in e.body.lower()]
-    ranked = [by_id[key] for _, score, key in scored if score >= 50]
-    return ranked + [e for e in body_hits if e not in ranked]
+    words = query.lower().split()
+    scored = []
+    for entry in entries:
+        head = f"{entry.id} {entry.title} {entry.category} {entry.area}".lower()
+        body = entry.body.lower()
+        exact = sum(2 if word in head else 1 if word in body else 0 for word in words)
+        similarity = fuzz.partial_ratio(query.lower(), head)
+        if exact or similarity >= 70:
+            scored.append((exact, similarity, entry))
+    scored.sort(key=lambda item: (-item[0], -item[1], item[2].id))
+    return [entry for _, _, entry in scored[:limit]]
 
 
 def _line(text: Text) -> Text:

@@ -98,7 +98,8 @@ class RunDetail(Vertical):
                     yield Static(Text("shown when a run fails", style="dim"), id="run-diagnosis")
 
     def on_mount(self) -> None:
-        self.set_interval(BATCH_S, self._tick)
+        self.query_one("#run-progress").display = False
+        self.timer = self.set_interval(BATCH_S, self._tick, pause=True)
 
     def on_unmount(self) -> None:
         if self.follower:
@@ -113,6 +114,7 @@ class RunDetail(Vertical):
             self.follower.stop()
         self.record = record
         self.follower = RunFollower(record.dir).start()
+        self.timer.resume()
         self.recent.clear()
         self.total_lines = 0
         self.diagnosed_for = None
@@ -120,7 +122,7 @@ class RunDetail(Vertical):
         log = self.query_one("#run-log", FollowLog)
         log.clear()
         log.auto_scroll = True
-        self.query_one("#run-progress", ProgressBar).update(total=None, progress=0)
+        self.query_one("#run-progress", ProgressBar).display = False
         self.query_one("#run-diagnosis", Static).update(Text("shown when a run fails", style="dim"))
         self._tick()
 
@@ -181,10 +183,11 @@ class RunDetail(Vertical):
 
     def _render_state(self, state: FollowState, active_tab: str | None) -> None:
         bar = self.query_one("#run-progress", ProgressBar)
-        if state.progress:
-            total = state.progress.get("total")
-            bar.update(total=float(total) if total else None, progress=float(state.progress.get("step", 0)))
+        if state.progress and state.progress.get("total"):
+            bar.display = True
+            bar.update(total=float(state.progress["total"]), progress=float(state.progress.get("step", 0)))
         elif state.finish:
+            bar.display = True
             bar.update(total=1, progress=1)
         self.query_one("#run-metrics", Static).update(format_metrics(state.metrics))
         self._render_gpu()

@@ -1,0 +1,82 @@
+"""Diagnose a pasted log / a file; browse and search the KB."""
+
+from __future__ import annotations
+
+from textual.widgets import OptionList, TextArea
+
+from tui_helpers import screen_text, wait_until
+
+OOM_LOG = """\
+epoch 3 step 120 loss 1.234
+Traceback (most recent call last):
+  File "train.py", line 88, in <module>
+    loss.backward()
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB of which 1.12 GiB is free. Of the allocated memory 70.02 GiB is allocated by PyTorch, and 1.50 GiB is reserved by PyTorch but unallocated.
+"""
+
+
+async def test_pasted_oom_log_is_diagnosed_with_evidence_and_entry(make_app):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.current_mode == "diagnose")
+        area = app.screen.query_one("#log-text", TextArea)
+        area.load_text(OOM_LOG)
+        await pilot.press("ctrl+r")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.result is not None, what="diagnosis")
+        top = screen.result.matches[0]
+        assert top.category == "cuda_oom", [m.id for m in screen.result.matches]
+        text = screen_text(app)
+        assert top.title[:30] in text
+        assert "   5 ▶ torch.OutOfMemoryError" in text  # evidence line, highlighted, in context
+        assert "loss.backward()" in text               # the context around it
+        await pilot.press("enter")  # open the KB entry tab
+        await wait_until(pilot, lambda: "playbook" in screen_text(app) and top.id in screen_text(app),
+                         what="KB entry rendered")
+
+
+async def test_diagnose_a_log_file_by_path(make_app, tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("loading model\n" * 50 + "RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await pilot.press("ctrl+o")
+        for ch in str(log):
+            await pilot.press(ch)
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.result is not None, what="diagnosis")
+        assert screen.result.matches and screen.result.matches[0].category == "no_kernel_image"
+        assert "51 ▶ RuntimeError: CUDA error: no kernel image" in screen_text(app)
+
+
+async def test_nothing_to_diagnose_says_so(make_app):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await pilot.press("2")
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: "nothing to diagnose" in screen_text(app), what="notification")
+
+
+async def test_kb_fuzzy_search_and_read(make_app):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await wait_until(pilot, lambda: app.current_mode == "kb")
+        text = screen_text(app)
+        assert "cuda_oom (" in text  # grouped by category
+        await pilot.press("g")
+        await pilot.pause()
+        assert "hardware (" in screen_text(app)  # grouped by area
+        await pilot.press("slash")
+        for ch in "fallen bus":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await pilot.pause()
+        listing = app.screen.query_one("#kb-list", OptionList)
+        first = listing.get_option_at_index(listing.highlighted)
+        assert first.id == "gpu-fallen-off-bus"
+        await wait_until(pilot, lambda: "gpu-fallen-off-bus" in screen_text(app) and "79" in screen_text(app),
+                         what="entry shown")

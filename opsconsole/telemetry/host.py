@@ -46,6 +46,14 @@ class HostCollector:
         self.cwd = cwd
         self.hostname = socket.gethostname()
         psutil.cpu_percent(interval=None)  # prime: the next call reports usage since now
+        self._primed_at = time.monotonic()
+
+    def _cpu_percent(self) -> float:
+        # A reading over a few milliseconds is noise (often 0 or 100 %): the first
+        # sample right after start measures over a short fixed window instead.
+        window = time.monotonic() - self._primed_at
+        self._primed_at = time.monotonic()
+        return psutil.cpu_percent(interval=0.1 if window < 0.1 else None)
 
     def disk_paths(self) -> list[tuple[str, Path]]:
         return [("cwd", Path(self.cwd or os.getcwd())), ("hf_cache", hf_cache_dir()), ("shm", Path("/dev/shm"))]
@@ -63,7 +71,7 @@ class HostCollector:
             load = None
         return HostSnapshot(
             hostname=self.hostname,
-            cpu_percent=psutil.cpu_percent(interval=None),
+            cpu_percent=self._cpu_percent(),
             cpu_count=psutil.cpu_count(),
             load_avg=load,  # type: ignore[arg-type]
             memory_total=vm.total, memory_available=vm.available, memory_used=vm.total - vm.available,

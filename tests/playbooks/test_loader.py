@@ -147,3 +147,13 @@ def test_a_broken_file_disables_only_itself(tmp_path, monkeypatch):
     # the same directory, trusted in the settings, may run commands
     trusted = load_playbooks(Settings(trusted_playbook_dirs=(str(user_dir),)))
     assert "untrusted" in trusted.playbooks and trusted.playbooks["untrusted"].trusted
+
+
+def test_every_check_is_documented():
+    from opsconsole.paths import REPO_DIR
+    from opsconsole.playbooks import all_checks
+
+    docs = (REPO_DIR / "docs" / "playbooks.md").read_text()
+    missing = [name for name, spec in all_checks().items()
+               if f"| `{name}` |" not in docs or any(f"`{param}`" not in docs for param in spec.params)]
+    assert missing == []

@@ -40,6 +40,9 @@ print(json.dumps(out))
 """
 
 
+PROBE_WAIT_S = 60.0
+
+
 @dataclass
 class ModuleInfo:
     module: str
@@ -201,6 +204,7 @@ def _sample(settings: Settings, simulate: str | None) -> Snapshot:
                         nvml=NvmlState(status="error", message="telemetry collectors are not available in this build"))
     source = open_source(simulate=simulate, python=settings.python, nvml_timeout=settings.nvml_timeout)
     try:
+        source.wait_cuda_env(timeout=PROBE_WAIT_S)  # torch facts are what most playbooks are about
         return source.sample()
     finally:
         source.close()

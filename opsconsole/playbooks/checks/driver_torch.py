@@ -165,10 +165,11 @@ def bf16_supported(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     env = ctx.snapshot.cuda_env
     caps = [d.capability for d in env.devices if d.capability] or \
         [g.compute_capability for g in ctx.snapshot.gpus if g.compute_capability]
-    supported = env.bf16_supported
+    # torch's answer means something only where it reached a GPU; else judge the NVML capability.
+    supported = env.bf16_supported if env.cuda_available else None
     if supported is None and caps:
         supported = all(version_tuple(c)[:1] >= (8,) for c in caps)
-    evidence = {"bf16_supported": supported, "capabilities": caps, "source": "probe" if env.bf16_supported is not None else "capability"}
+    evidence = {"bf16_supported": supported, "capabilities": caps, "source": "probe" if env.cuda_available and env.bf16_supported is not None else "capability"}
     if supported is None:
         return CheckResult(SKIP, "no CUDA GPU to ask", evidence)
     if supported:

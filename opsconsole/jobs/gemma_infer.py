@@ -142,6 +142,10 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
             break
         history.append({"role": "user", "content": prompts[(turn - 1) % len(prompts)]})
         input_ids = encode(history)
+        if args.compile and turn > 1:  # a new prompt length recompiles: keep that out of the timings
+            with Timer(device) as rewarm:
+                generate(input_ids, args.max_new_tokens)
+            ctx.log(f"turn {turn} warm-up (recompile for {input_ids.shape[1]} prompt tokens): {rewarm.seconds:.3f}s")
         with Timer(device) as prefill:
             generate(input_ids, 1)
         with Timer(device) as total:

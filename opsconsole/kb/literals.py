@@ -25,13 +25,28 @@ def _fold(text: str) -> str:
     return "".join(c.lower() if c.isascii() else c for c in text)
 
 
-def _strength(option: frozenset[str]) -> tuple[int, int]:
-    return (min(len(s) for s in option), -len(option))
+# Words on nearly every line of a training log: a poor literal to pre-filter on
+# (every line would become a candidate), used only when nothing better exists.
+COMMON_WORDS = frozenset("""
+loss error errors info warn warning step steps epoch model process memory failed for with the version
+cuda torch file line import from python train training data worker workers device time true false none
+found found: value values type size shape input output batch rank node true,
+grad_norm learning_rate checkpoint shards loading
+""".split())
+
+
+def _weak(literal: str) -> bool:
+    return literal.strip(" :=,.'\"()[]").lower() in COMMON_WORDS
+
+
+def _strength(option: frozenset[str]) -> tuple[bool, int, int]:
+    return (not any(_weak(s) for s in option), min(len(s) for s in option), -len(option))
 
 
 def _best(options: list[frozenset[str]]) -> frozenset[str] | None:
     options = [o for o in options if o and all(o)]
-    return max(options, key=_strength) if options else None
+    usable = [o for o in options if min(len(s) for s in o) >= MIN_LITERAL] or options
+    return max(usable, key=_strength) if usable else None
 
 
 def _sequence(items) -> frozenset[str] | None:  # noqa: ANN001 - sre_parse.SubPattern

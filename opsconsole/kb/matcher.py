@@ -11,8 +11,9 @@ How it stays fast and bounded on huge, noisy logs:
   evidence kept is bounded whatever the log.
 
 How it ranks (root cause, not surface message):
-- each entry's score is the sum of the weights of its distinct patterns that
-  matched (several co-occurring signals beat one), so a specific signal
+- each entry's score sums its signals: per log line (where a pattern last
+  matched) the heaviest pattern's weight plus SAME_LINE_FACTOR of the others
+  on that line — several signals on different lines beat one line, so a specific signal
   (weight 8–10) outranks generic ones; an entry is only reported when at
   least one pattern of weight >= INDICATIVE matched (lighter patterns only
   support: a cause-specific OOM entry lists the generic OOM line at weight 3);
@@ -43,6 +44,7 @@ MAX_EVIDENCE = 8
 FINAL_WINDOW = 40  # lines before the last error marker that make up the final error region
 FINAL_BONUS = 0.5
 EXCLUDED_FACTOR = 0.3
+SAME_LINE_FACTOR = 0.25  # extra patterns matching the line of a stronger one add this share
 MIN_SCORE = 2.0
 INDICATIVE = 4.0  # an entry needs at least one pattern this heavy; lighter ones only support
 
@@ -217,19 +219,24 @@ class LogMatcher:
         ranked = []
         for e_index, found in by_entry.items():
             entry = self._index.entries[e_index]
-            score, strongest, evidence = 0.0, 0.0, {}
-            excluded = False
+            strongest, evidence, excluded = 0.0, {}, False
+            by_line: dict[int, list[float]] = {}
             for target, hits in found:
                 if target.exclude:
                     excluded = True
                     continue
                 weight = entry.patterns[target.pattern].weight
-                in_final = hits.last is not None and hits.last.line >= final_start
-                score += weight * (1 + FINAL_BONUS if in_final else 1)
+                by_line.setdefault(hits.last.line, []).append(weight)
                 strongest = max(strongest, weight)
                 for ev in (hits.first, hits.last):
                     if ev is not None:
                         evidence.setdefault(ev.line, (weight, ev))
+            score = 0.0
+            for line, weights in by_line.items():
+                # Several patterns on one line are one signal seen several ways.
+                top_weight = max(weights)
+                signal = top_weight + SAME_LINE_FACTOR * (sum(weights) - top_weight)
+                score += signal * (1 + FINAL_BONUS if line >= final_start else 1)
             if excluded:
                 score *= EXCLUDED_FACTOR
             if score < MIN_SCORE or strongest < INDICATIVE:

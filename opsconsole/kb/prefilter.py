@@ -25,7 +25,7 @@ def _rarity(char: str) -> int:
 
 def anchor_of(literal: str) -> str:
     """The piece of `literal` the pre-filter searches for."""
-    want = min(4, len(literal))
+    want = min(6, len(literal))  # long enough to be selective
     best_key, best_start = None, 0
     for start, char in enumerate(literal):
         if len(literal) - start < want:

@@ -19,16 +19,22 @@ from .cuda_arch import all_supported
 from .snapshot import CudaDevice, CudaEnv, LibraryInfo
 
 PROBE_SCRIPT = Path(__file__).resolve().parent / "data" / "cuda_probe_script.py"
-_cache: dict[tuple[str, float], CudaEnv] = {}
+_cache: dict[tuple, CudaEnv] = {}
 _cache_lock = threading.Lock()
 
 
-def _interpreter_key(python: str) -> tuple[str, float] | None:
+# Environment that changes what the probe sees: part of the cache key.
+_KEY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
+            "PYTORCH_CUDA_ALLOC_CONF", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE")
+
+
+def _interpreter_key(python: str) -> tuple | None:
     # abspath, not realpath: two venvs share one real binary but not their site-packages.
     try:
-        return os.path.abspath(python), os.stat(os.path.realpath(python)).st_mtime
+        stamp = os.stat(os.path.realpath(python)).st_mtime
     except OSError:
         return None
+    return (os.path.abspath(python), stamp, tuple(os.environ.get(k) for k in _KEY_ENV))
 
 
 def parse_probe_output(stdout: str, python: str) -> CudaEnv:

@@ -167,3 +167,8 @@ def test_gpu_health_combines_the_worst(run_check):
     assert result.evidence["ecc"]["status"] == "fail" and result.evidence["row_remap"]["status"] == "fail"
     nodriver = run_check("gpu_health", snapshot((), nvml=NvmlState(status="no_driver")))
     assert nodriver.status == "fail"
+
+
+def test_gpu_count_without_a_driver_fails_and_counts_the_pci_bus(run_check):
+    result = run_check("gpu_count", snapshot((), nvml=NvmlState(status="no_driver", pci_devices=2)))
+    assert result.status == "fail" and "2 NVIDIA device(s) on the PCI bus" in result.summary

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 
@@ -100,6 +99,7 @@ EXPECTED = [
     ("slow-generation", "thermal-throttle", "warn"),
     ("slow-generation", "no-driver", "fail"),
     ("multi-gpu-nccl", "xid79-fell-off-bus", "fail"),
+    ("multi-gpu-nccl", "no-driver", "fail"),
     ("cuda-oom", "healthy-8xh100", "warn"),
     ("sd-black-images", "healthy-8xh100", "pass"),
     ("disk-space", "healthy-8xh100", "pass"),

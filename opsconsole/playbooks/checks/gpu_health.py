@@ -47,11 +47,15 @@ def driver_loaded(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
 @check("gpu_count", "At least `min` GPUs are visible to NVML.", "NVML device count",
        min=Param("int", 1, "GPUs needed"))
 def gpu_count(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
-    gpus, early = select_gpus(ctx, "all")
+    gpus = ctx.gpus() if ctx.nvml.status == "ok" else []
     count = len(gpus)
-    evidence = {"gpu_count": count, "gpus": [f"{gpu_label(g)}" for g in gpus], "min": p["min"]}
-    if early and early.status == SKIP and ctx.nvml.status != "ok":
-        return early
+    pci = getattr(ctx.nvml, "pci_devices", None)
+    evidence = {"gpu_count": count, "gpus": [gpu_label(g) for g in gpus], "min": p["min"], "pci_devices": pci,
+                "nvml_status": ctx.nvml.status}
+    if ctx.nvml.status != "ok":
+        on_bus = f"; {pci} NVIDIA device(s) on the PCI bus" if pci else ""
+        return CheckResult(FAIL, f"no usable GPU: {NVML_PROBLEMS.get(ctx.nvml.status, ctx.nvml.status)}{on_bus}", evidence,
+                           _DRIVER_REMEDIES.get(ctx.nvml.status, "Fix the driver first (driver-mismatch playbook)."))
     if count >= p["min"]:
         return CheckResult(PASS, f"{count} GPU(s) visible", evidence)
     return CheckResult(FAIL, f"{count} GPU(s) visible, {p['min']} needed", evidence,

@@ -300,7 +300,7 @@ class TrainMonitor:
         if tokens is not None:
             metrics["tokens_per_s"] = tokens * self.dist.world_size / dt
         metrics["step_s"] = dt
-        metrics["peak_vram_bytes"] = peak_memory(self.device)["peak_vram_bytes"]
+        metrics["peak_vram_bytes"] = _peak_allocated(self.device)  # per step: no NVML query here
         metrics.update(extra)
         self.ctx.progress(step, self.total_steps, unit="step", **metrics)
         shown = " ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "peak_vram_bytes")
@@ -345,6 +345,14 @@ class TrainMonitor:
             self.ctx.log(f"warning: {message}")
             self.ctx.finding("warning", message, kb=KB_LR_TOO_HIGH)
         return metrics
+
+
+def _peak_allocated(device: str) -> int:
+    if not device.startswith("cuda"):
+        return 0
+    import torch
+
+    return int(torch.cuda.max_memory_allocated(device))
 
 
 def _fmt(value: Any) -> str:

@@ -79,3 +79,17 @@ def test_monitor_should_stop_after_sigterm_flag(tmp_path) -> None:
     ctx.stop_requested = True
     monitor.check_loss(2, torch.tensor(0.5))
     assert monitor.should_stop()
+
+
+def test_job_parsers_and_validation_do_not_import_torch() -> None:
+    """The console validates flags before launching: that must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from opsconsole.jobs import gemma_infer, gemma_lora, nccl_check, training\n"
+            "for m in (gemma_infer, gemma_lora, nccl_check):\n"
+            "    m.validate(m.build_parser().parse_args([]))\n"
+            "print(sorted(n for n in ('torch', 'transformers', 'peft') if n in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

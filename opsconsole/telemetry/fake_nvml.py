@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class FakeNvml:
         self._gate = threading.Event()
         self._gate.set()
         self._saved: dict[str, Any] = {}
+        self.events_supported = True
+        self._events: queue.Queue[tuple[int, int]] = queue.Queue()
 
     # -- scripting -------------------------------------------------------------
     def fail(self, index: int, function: str, code: int) -> None:
@@ -106,6 +109,10 @@ class FakeNvml:
     def lose(self, index: int) -> None:
         """Every call on this GPU raises NVMLError_GPUIsLost from now on."""
         self.lost.add(index)
+
+    def emit_xid(self, index: int, xid: int) -> None:
+        """Deliver an XID critical-error event for GPU `index` through the NVML event set."""
+        self._events.put((index, xid))
 
     def hang(self) -> None:
         self._gate.clear()
@@ -184,7 +191,16 @@ class FakeNvml:
             return object()
 
         def register(handle: FakeHandle, kinds: int, event_set: object) -> None:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+            if not self.events_supported:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+        def event_wait(event_set: object, timeout_ms: int) -> Any:
+            try:
+                index, xid = self._events.get(timeout=min(timeout_ms / 1000, 0.05))
+            except queue.Empty:
+                raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT) from None
+            return SimpleNamespace(device=FakeHandle(index), eventType=pynvml.nvmlEventTypeXidCriticalError,
+                                   eventData=xid, gpuInstanceId=0, computeInstanceId=0)
 
         fns: dict[str, Any] = {name: device(name) for name in _DEVICE_FUNCTIONS}
         fns.update({name: system(name) for name in self.SYSTEM})
@@ -193,6 +209,7 @@ class FakeNvml:
             "nvmlDeviceGetHandleByIndex": handle, "nvmlDeviceGetMigDeviceHandleByIndex": mig_handle,
             "nvmlDeviceGetMemoryInfo": memory, "nvmlEventSetCreate": event_set_create,
             "nvmlDeviceRegisterEvents": register, "nvmlEventSetFree": lambda _s: None,
+            "nvmlEventSetWait_v2": event_wait,
         })
         for name in ("nvmlDeviceGetGpuInstanceId", "nvmlDeviceGetComputeInstanceId"):
             fns[name] = device(name)

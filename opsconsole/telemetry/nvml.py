@@ -33,6 +33,8 @@ from .xid import KernelXidReader, XidLog, kernel_events, make_event, pci_key
 SLOW_TTL_S = 10.0        # identity never changes; thresholds/ECC/modes: at most this old
 INIT_RETRY_S = 10.0      # how often to retry nvmlInit after it failed
 HANDLE_RETRY_S = 10.0    # how often to retry a GPU whose handle could not be obtained
+KERNEL_POLL_S = 2.0      # kernel log (XID lines) poll interval
+EVENT_WAIT_MS = 200      # NVML event wait slice: bounds how long close() waits for the watcher
 
 # Errors that mean "this GPU is gone" (nvml.h: GPU_IS_LOST; UNKNOWN is what a
 # wedged/fallen-off GPU often returns; RESET_REQUIRED needs a reset to come back).
@@ -413,22 +415,27 @@ class NvmlCollector:
         self._event_set = event_set
         if self._kernel is None:
             self._kernel = KernelXidReader()
+        self._poll_kernel()  # XIDs already in the kernel log are in the very first reading
         self._xid_thread = threading.Thread(target=self._watch_xid, name="opsconsole-xid", daemon=True)
         self._xid_thread.start()
 
+    def _poll_kernel(self) -> None:
+        if self._kernel is not None:
+            for event in kernel_events(self._kernel, self.gpu_for_pci):
+                self.xid_log.add(event)
+
     def _watch_xid(self) -> None:
-        next_kernel_poll = 0.0
+        next_kernel_poll = time.monotonic() + KERNEL_POLL_S
         while not self._stop.is_set():
             now = time.monotonic()
-            if self._kernel is not None and now >= next_kernel_poll:
-                for event in kernel_events(self._kernel, self.gpu_for_pci):
-                    self.xid_log.add(event)
-                next_kernel_poll = now + 2.0
+            if now >= next_kernel_poll:
+                self._poll_kernel()
+                next_kernel_poll = now + KERNEL_POLL_S
             if self._event_set is None:
-                self._stop.wait(2.0)
+                self._stop.wait(EVENT_WAIT_MS / 1000)
                 continue
             try:
-                data = pynvml.nvmlEventSetWait_v2(self._event_set, 1000)
+                data = pynvml.nvmlEventSetWait_v2(self._event_set, EVENT_WAIT_MS)
             except pynvml.NVMLError as exc:
                 if getattr(exc, "value", None) != pynvml.NVML_ERROR_TIMEOUT:
                     self._stop.wait(1.0)

@@ -149,7 +149,7 @@ class KernelXidReader:
     """
 
     def __init__(self, kmsg_path: str = "/dev/kmsg", dmesg: tuple[str, ...] = ("dmesg",),
-                 max_records: int = 4000, dmesg_interval: float = 30.0, dmesg_timeout: float = 2.0) -> None:
+                 max_records: int = 4000, dmesg_interval: float = 30.0, dmesg_timeout: float = 1.0) -> None:
         self.kmsg_path, self.dmesg = kmsg_path, dmesg
         self.max_records, self.dmesg_interval, self.dmesg_timeout = max_records, dmesg_interval, dmesg_timeout
         self._fd: int | None = None

@@ -189,3 +189,47 @@ def test_own_process_shows_its_user(fake: FakeNvml) -> None:
     import getpass
 
     assert proc.user == getpass.getuser() and proc.gpu == 2
+
+
+def wait_for(predicate, timeout: float = 5.0):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_xid_from_the_nvml_event_set_reaches_the_reading(fake: FakeNvml, tmp_path) -> None:  # noqa: ANN001
+    from opsconsole.telemetry.xid import KernelXidReader
+
+    quiet_kernel = KernelXidReader(kmsg_path=str(tmp_path / "none"), dmesg=("false",))
+    collector = NvmlCollector(kernel_reader=quiet_kernel)
+    try:
+        collector.collect()
+        fake.emit_xid(1, 79)
+        events = wait_for(lambda: collector.collect().xid_events)
+    finally:
+        collector.close()
+    (event,) = events
+    assert (event.xid, event.gpu, event.source, event.severity) == (79, 1, "nvml", "critical")
+    assert event.pci_bus_id == "00000000:28:00.0" and "fallen off the bus" in event.meaning
+
+
+def test_kernel_xid_lines_are_mapped_to_gpus_by_pci_id(fake: FakeNvml, tmp_path) -> None:  # noqa: ANN001
+    from opsconsole.telemetry.xid import KernelXidReader
+
+    log = tmp_path / "dmesg.txt"
+    log.write_text("[ 10.5] NVRM: Xid (PCI:0000:38:00): 48, pid=7, name=python, DBE (double bit ECC error)\n")
+    fake.events_supported = False  # only the kernel log reports XIDs on this box
+    reader = KernelXidReader(kmsg_path=str(tmp_path / "none"),
+                             dmesg=(sys.executable, "-c", f"print(open({str(log)!r}).read())"), dmesg_interval=0)
+    collector = NvmlCollector(kernel_reader=reader)
+    try:
+        collector.collect()
+        events = wait_for(lambda: collector.collect().xid_events)
+    finally:
+        collector.close()
+    (event,) = events
+    assert (event.xid, event.gpu, event.source) == (48, 2, "kernel")

@@ -134,7 +134,7 @@ def test_env_var_set_unset_and_secret_values(run_check):
     snap = snapshot((gpu(),), env=cuda_env(env=()))
     assert run_check("env_var", snap, environ={"NCCL_DEBUG": "INFO"}, name="NCCL_DEBUG", expect="set").status == "pass"
     unset = run_check("env_var", snap, environ={}, name="NCCL_DEBUG", expect="set", value="INFO")
-    assert unset.status == "warn" and unset.remedy.startswith("export NCCL_DEBUG=INFO")
+    assert unset.status == "warn" and unset.remedy.startswith("`export NCCL_DEBUG=INFO`")
     blocking = run_check("env_var", snap, environ={"CUDA_LAUNCH_BLOCKING": "1"}, name="CUDA_LAUNCH_BLOCKING",
                          expect="unset", severity="fail")
     assert blocking.status == "fail"

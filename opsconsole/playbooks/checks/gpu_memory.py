@@ -85,8 +85,8 @@ def vram_free(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     summary = "; ".join(f"{gpu_label(g)}: {gib(g.memory.free):g} GiB free" for g in short)
     remedy = ""
     if holders:
-        remedy = "Memory is held by " + "; ".join(_describe(h) for h in holders[:3]) + ". Stop it or use another GPU " \
-                 f"(`CUDA_VISIBLE_DEVICES=<free GPU>`). "
+        remedy = "Who holds it: " + "; ".join(_describe(h) for h in holders[:3]) + ". Stop what is not needed or use " \
+                 "another GPU (`CUDA_VISIBLE_DEVICES=<free GPU>`). "
     remedy += memory_advice(worst.memory.total)
     return CheckResult(p["severity"], "low free VRAM — " + summary, evidence, remedy)
 

@@ -69,16 +69,16 @@ def env_var(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     if p["expect"] == "set":
         if value is None:
             return CheckResult(bad, f"{name} is not set", evidence,
-                               f"export {name}={p['value'] or '<value>'}" + why)
+                               f"`export {name}={p['value'] or '<value>'}`." + why)
         if p["value"] and value != p["value"]:
-            return CheckResult(bad, f"{name}={shown}, expected {p['value']}", evidence, f"export {name}={p['value']}" + why)
+            return CheckResult(bad, f"{name}={shown}, expected {p['value']}", evidence, f"`export {name}={p['value']}`." + why)
     elif p["expect"] == "unset" and value is not None:
-        return CheckResult(bad, f"{name}={shown} is set", evidence, f"unset {name}" + why)
+        return CheckResult(bad, f"{name}={shown} is set", evidence, f"`unset {name}`." + why)
     elif p["expect"] == "valid" and value is not None:
         problem = VALIDATORS[name](value, ctx)
         if problem:
             return CheckResult(FAIL, f"{name}={shown}: {problem}", evidence, f"Fix or unset {name}.{why}")
     if p["recommend"] and (value is None or p["recommend"] not in value):
         suggested = f"{value},{p['recommend']}" if value and name in COMMA_LIST_VARS else p["recommend"]
-        return CheckResult(WARN, f"{name} does not contain {p['recommend']}", evidence, f"export {name}={suggested}" + why)
+        return CheckResult(WARN, f"{name} does not contain {p['recommend']}", evidence, f"`export {name}={suggested}`." + why)
     return CheckResult(PASS, f"{name}={shown}" if value is not None else f"{name} is not set", evidence)

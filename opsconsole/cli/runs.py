@@ -225,7 +225,12 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         table.add_row(r.id, r.kind, r.status, ",".join(r.gpus) or "-",
                       time.strftime("%m-%d %H:%M:%S", time.localtime(r.started_at)),
                       _duration(end - r.started_at), exit_text)
-    out().print(table, width=max(out().width, 120))  # never cut run ids, even in a pipe
+    console = out()
+    if not console.is_terminal:  # a pipe: never cut run ids at 80 columns
+        from rich.console import Console
+
+        console = Console(file=sys.stdout, width=200, highlight=False)
+    console.print(table)
     return 0
 
 

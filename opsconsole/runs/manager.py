@@ -195,7 +195,8 @@ class RunManager:
             sigterm_then_kill(pids.get("pgid") or pids["pid"], pids["pid"], pids.get("pid_started"), grace)
         supervisor = pids.get("supervisor_pid") if pids else record.supervisor_pid
         sup_started = pids.get("supervisor_started") if pids else record.supervisor_started
-        wait_gone(lambda: is_alive(supervisor, sup_started) and not run.result.exists(), 15.0)
+        # the supervisor writes result.json, updates the registry, then exits
+        wait_gone(lambda: is_alive(supervisor, sup_started), 15.0)
         return self.get(record.id)
 
     def _wait_for_pids(self, record: RunRecord, timeout: float = 10.0) -> dict[str, Any] | None:

@@ -85,9 +85,9 @@ def signal_name(number: int | None) -> str | None:
 def crash_note(signal: int | None, exit_code: int | None) -> str:
     """A line the supervisor appends to output.log when a job ends without a finish event."""
     if signal == signal_module.SIGKILL:
-        return ("[opsconsole] Killed: the job was ended by signal 9 (SIGKILL) before it finished. Nobody asked it "
-                "to stop, so the usual cause is the kernel OOM killer (host RAM exhausted): "
-                "check `dmesg | grep -i -E 'killed process|out of memory'`.")
+        return ("[opsconsole] the job was ended by signal 9 (SIGKILL) before it finished, and nobody asked it to stop.\n"
+                "[opsconsole] the usual sender is the kernel oom-killer (host RAM exhausted): "
+                "check `dmesg | grep -i -E 'oom|killed process'`.")
     if signal is not None:
         return f"[opsconsole] the job was ended by signal {signal} ({signal_name(signal)}) before it finished."
     return f"[opsconsole] the job exited with code {exit_code} without reporting a finish event."

@@ -1,0 +1,143 @@
+"""The `run` / `runs` command-line contract: output shapes, exit codes, GPU lock, read-only mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opsconsole.cli import main
+from opsconsole.paths import state_dir
+from opsconsole.runs import RunManager, RunStore
+
+from runs_helpers import log_text, wait_for
+
+
+def _run_dirs() -> list[Path]:
+    root = state_dir() / "runs"
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+def _fake_cuda(monkeypatch: pytest.MonkeyPatch, count: int = 2) -> None:
+    """Pretend the user's torch sees `count` GPUs (selftest never touches CUDA itself)."""
+    monkeypatch.setattr("opsconsole.runs.launch.cuda_status", lambda python: (True, count, ""))
+
+
+def test_run_prints_the_id_and_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "selftest", "--lines", "1"]) == 0
+    run_id = capsys.readouterr().out.strip()
+    assert run_id.endswith(tuple("0123456789abcdef")) and "-selftest-" in run_id
+    assert main(["run", "selftest", "--lines", "1", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload) == {"id", "dir", "status"}
+    assert Path(payload["dir"]).name == payload["id"] and payload["status"] in ("starting", "running", "ok")
+    RunManager().wait(payload["id"], timeout=30)
+    RunManager().wait(run_id, timeout=30)
+
+
+def test_foreground_json_waits_and_prints_result(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "selftest", "--lines", "2", "--foreground", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout is only the JSON; the log went to stderr
+    assert result["status"] == "ok" and result["metrics"]["lines"] == 2
+    assert "selftest line 2/2" in captured.err
+
+
+def test_foreground_failure_exits_2_and_shows_diagnosis(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "selftest", "--lines", "1", "--foreground", "--raise",
+                 "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB"])
+    assert code == 2
+    out = capsys.readouterr().out
+    assert "failed" in out and "Traceback" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "no-such-kind"], "unknown run kind"),
+    (["run", "selftest", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["run", "selftest", "--lines", "many"], "--lines"),
+    (["run", "selftest", "--lines", "-1"], "must not be negative"),
+    (["run", "selftest", "--model", "/nonexistent/model"], "no such file or directory"),
+    (["run", "selftest", "--model", "some-org/not-cached-model"], "not in the local Hugging Face cache"),
+    (["run", "selftest", "--python", "/nonexistent/python"], "no such interpreter"),
+    (["run", "selftest", "--gpus", "0"], "--gpus"),
+])
+def test_bad_input_is_one_line_exit_3_and_nothing_registered(argv: list[str], message: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert RunStore().list() == [] and _run_dirs() == []
+
+
+def test_cuda_requested_without_cuda_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    monkey_free = main(["run", "selftest", "--device", "cuda"])  # the real probe of this (CPU-only) box
+    err = capsys.readouterr().err
+    assert monkey_free == 3 and "CUDA is not available" in err
+    assert RunStore().list() == [] and _run_dirs() == []
+
+
+def test_gpu_lock_refuses_a_second_run_on_the_same_gpu_unless_forced(monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _fake_cuda(monkeypatch)
+    slow = ["--lines", "1000", "--interval", "0.1"]
+    assert main(["run", "selftest", "--device", "cuda", *slow]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["run", "selftest", "--device", "cuda:0", "--lines", "1"]) == 3
+    err = capsys.readouterr().err
+    assert "GPU 0 is in use by run" in err and first in err and "--force" in err
+    assert [r.id for r in RunStore().list()] == [first]
+    # another GPU and a CPU run are free to start
+    assert main(["run", "selftest", "--device", "cuda:1", "--lines", "1"]) == 0
+    assert main(["run", "selftest", "--device", "cpu", "--lines", "1"]) == 0
+    assert main(["run", "selftest", "--device", "cuda", "--lines", "1", "--force"]) == 0
+    capsys.readouterr()
+    manager = RunManager()
+    manager.stop(first, grace=5)
+    assert {r.status for r in manager.list() if r.id != first} <= {"starting", "running", "ok"}
+    for record in manager.list():
+        manager.wait(record.id, timeout=30)
+
+
+def test_logs_follow_attach_stop_and_rm(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "selftest", "--lines", "5", "--interval", "0.05"]) == 0
+    run_id = capsys.readouterr().out.strip()
+    assert main(["runs", "logs", run_id, "-f"]) == 0
+    assert [l for l in capsys.readouterr().out.splitlines() if l.startswith("selftest")] == [
+        f"selftest line {i}/5" for i in range(1, 6)]
+    assert main(["runs", "logs", run_id[-4:], "-n", "2"]) == 0  # a unique part of the id is enough
+    assert capsys.readouterr().out.splitlines() == ["selftest line 4/5", "selftest line 5/5"]
+    assert main(["runs", "attach", run_id]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert main(["runs", "show", run_id]) == 0
+    assert "lines=5" in capsys.readouterr().out
+
+    assert main(["run", "selftest", "--lines", "1000", "--interval", "0.1"]) == 0
+    slow = capsys.readouterr().out.strip()
+    wait_for(lambda: "line 1/" in log_text(RunManager().get(slow).dir), what="first line")
+    assert main(["runs", "rm", slow]) == 3
+    assert "stop it first" in capsys.readouterr().err
+    assert main(["runs", "stop", slow, "--grace", "5"]) == 0
+    assert capsys.readouterr().out.strip() == f"{slow}: stopped"
+    assert main(["runs", "rm", slow]) == 0
+    assert capsys.readouterr().out.strip() == f"removed {slow}"
+    assert main(["runs", "show", slow]) == 3
+    assert main(["runs", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in listed] == [run_id]
+
+
+def test_readonly_refuses_run_stop_and_rm(capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["--readonly", "run", "selftest"]) == 3
+    assert main(["run", "selftest", "--readonly"]) == 3
+    monkeypatch.setenv("OPSCONSOLE_READONLY", "1")
+    assert main(["runs", "stop", "whatever"]) == 3
+    assert main(["runs", "rm", "whatever"]) == 3
+    assert "read-only mode" in capsys.readouterr().err
+    assert RunStore().list() == []
+
+
+def test_job_help_lists_the_kind_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "selftest", "--help"]) == 0
+    assert "--interval" in capsys.readouterr().out

@@ -1,0 +1,51 @@
+"""The registry: a corrupt database is moved aside and rebuilt from the run directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from opsconsole.config import Settings
+from opsconsole.paths import state_dir
+from opsconsole.runs import RunManager, RunStore
+from opsconsole.runs.store import DB_NAME
+
+
+def test_corrupt_registry_is_rebuilt_from_run_dirs(manager: RunManager) -> None:
+    finished = manager.launch("selftest", ["--lines", "2"])
+    manager.wait(finished.id, timeout=30)
+    failed = manager.launch("selftest", ["--lines", "1", "--raise", "boom"])
+    manager.wait(failed.id, timeout=30)
+    db = state_dir() / DB_NAME
+    db.write_bytes(b"this is not an sqlite database" * 100)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+    store = RunStore()
+    assert store.recovery_note and "rebuilt from 2 run dir(s)" in store.recovery_note
+    assert list(state_dir().glob(f"{DB_NAME}.corrupt-*")), "the damaged file is kept, not deleted"
+    rebuilt = {r.id: r for r in RunManager(Settings(), store=store).list()}
+    assert rebuilt[finished.id].status == "ok" and rebuilt[finished.id].metrics["lines"] == 2
+    assert rebuilt[failed.id].status == "failed" and rebuilt[failed.id].exit_code == 1
+
+
+def test_cli_reports_the_recovery_on_stderr(manager: RunManager) -> None:
+    record = manager.launch("selftest", ["--lines", "1"])
+    manager.wait(record.id, timeout=30)
+    db = state_dir() / DB_NAME
+    db.write_bytes(b"\x00garbage" * 64)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "opsconsole", "runs", "list", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "rebuilt" in done.stderr
+    assert [r["id"] for r in json.loads(done.stdout)] == [record.id]
+
+
+def test_registry_and_state_dir_are_private() -> None:
+    store = RunStore()
+    assert store.path.stat().st_mode & 0o077 == 0
+    assert state_dir().stat().st_mode & 0o077 == 0

@@ -186,3 +186,37 @@ def test_run_playbook_command_for_diagnose(capsys, tmp_path):
     bare = argparse.Namespace(simulate="healthy-8xh100")  # attributes it does not find take defaults
     assert run_playbook_command("gpu-health", bare, Settings()) == 0
     assert "Verdict: PASS" in capsys.readouterr().out
+
+
+LOGS = {
+    "dataloader": "RuntimeError: DataLoader worker (pid 37) is killed by signal: Bus error. It is possible that "
+                  "dataloader's workers are out of shared memory. Please try to raise your shared memory limit.\n",
+    "gated": "401 Client Error.\nCannot access gated repo for url "
+             "https://huggingface.co/google/gemma-2-2b-it/resolve/299a8560bedf22ed1c72a8a11e7dce4a7f9f51f8/config.json.\n"
+             "Access to model google/gemma-2-2b-it is restricted. You must have access to it and be authenticated to "
+             "access it. Please log in.\n",
+    "vae": "modules.devices.NansException: A tensor with all NaNs was produced in VAE. This could be because there's not "
+           "enough precision to represent the picture. Try adding --no-half-vae commandline argument to fix this.\n",
+}
+
+
+@pytest.mark.parametrize("playbook_id, log, step_id, conclusion_words", [
+    ("dataloader-shm", "dataloader", "log", "num_workers=0"),
+    ("model-load-failure", "gated", "log", "huggingface-cli login"),
+    ("sd-black-images", "vae", "log", "bf16"),
+])
+def test_playbooks_confirm_the_symptom_from_the_log(capsys, tmp_path, playbook_id, log, step_id, conclusion_words):
+    path = tmp_path / "job.log"
+    path.write_text(LOGS[log])
+    code, report = run_json(capsys, playbook_id, "--simulate", "healthy-8xh100", "--log", str(path))
+    assert step(report, step_id)["status"] == "fail" and code == 2
+    assert conclusion_words in report["conclusion"]
+
+
+def test_model_load_failure_reads_the_model_from_the_log(capsys, tmp_path):
+    path = tmp_path / "job.log"
+    path.write_text(LOGS["gated"])
+    _, report = run_json(capsys, "model-load-failure", "--simulate", "healthy-8xh100", "--log", str(path))
+    cached = step(report, "cached")
+    assert cached["evidence"]["model"] == "google/gemma-2-2b-it" and cached["status"] == "warn"
+    assert step(report, "token")["status"] == "warn"

@@ -30,7 +30,8 @@ def evidence_text(evidence: dict[str, Any], limit: int = 8) -> str:
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in list(value.items())[:6])
         parts.append(f"{key}={value}")
-    return "  ".join(parts)
+    text = "  ".join(parts)
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def step_text(index: int, title: str, status: str, summary: str = "", evidence: dict | None = None,

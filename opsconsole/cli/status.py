@@ -22,7 +22,7 @@ from ..config import Settings
 from ..errors import UsageError
 from ..telemetry import open_source
 from ..telemetry.findings import exit_code_for
-from ..telemetry.simulator import list_scenarios, scenario_descriptions
+from ..telemetry.simulator import scenario_descriptions
 from ..telemetry.snapshot import CudaEnv, GpuSnapshot, HostSnapshot, Snapshot
 from .common import out, print_json
 

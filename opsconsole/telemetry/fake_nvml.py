@@ -205,7 +205,7 @@ class FakeNvml:
         fns: dict[str, Any] = {name: device(name) for name in _DEVICE_FUNCTIONS}
         fns.update({name: system(name) for name in self.SYSTEM})
         fns.update({
-            "nvmlInit": init, "nvmlShutdown": lambda: None, "nvmlDeviceGetCount": count,
+            "nvmlInit": init, "nvmlShutdown": lambda: self._enter("nvmlShutdown"), "nvmlDeviceGetCount": count,
             "nvmlDeviceGetHandleByIndex": handle, "nvmlDeviceGetMigDeviceHandleByIndex": mig_handle,
             "nvmlDeviceGetMemoryInfo": memory, "nvmlEventSetCreate": event_set_create,
             "nvmlDeviceRegisterEvents": register, "nvmlEventSetFree": lambda _s: None,

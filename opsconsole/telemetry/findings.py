@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .cuda_arch import arch_supports, version_tuple
-from .snapshot import SEVERITIES, Finding, GpuSnapshot, Snapshot
+from .snapshot import SEVERITIES, Finding, GpuProcess, GpuSnapshot, Snapshot
 from .throttle import HW_SLOWDOWN_REASONS, THERMAL_REASONS
 from .xid import xid_info
 
@@ -188,7 +188,7 @@ def rule_pcie(gpu: GpuSnapshot, ctx: RuleContext) -> Iterable[Finding]:
 
 # --- VRAM -------------------------------------------------------------------------
 
-def _holder(proc) -> str:  # noqa: ANN001
+def _holder(proc: GpuProcess) -> str:
     who = proc.user or "unknown user"
     words = (proc.command or "?").split()
     cmd = " ".join([words[0].rsplit("/", 1)[-1], *words[1:2]])

@@ -109,12 +109,20 @@ class TelemetrySource:
             findings = ()
         return dataclasses.replace(snapshot, findings=findings, sample_ms=(time.perf_counter() - start) * 1000)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop sampling. NVML shutdown runs in a daemon thread waited on for at most
+        `timeout` s: with a wedged GPU it may never return, and Ctrl-C must still exit."""
         self._worker.close()
-        try:
-            self.collector.close()
-        except Exception:  # noqa: BLE001
-            pass
+
+        def shut() -> None:
+            try:
+                self.collector.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+        closer = threading.Thread(target=shut, name="opsconsole-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
 
     def __enter__(self) -> "TelemetrySource":
         return self

@@ -53,6 +53,17 @@ def test_hung_nvml_reports_not_responding_with_stale_gpus_then_recovers(fake: Fa
         source.close()
 
 
+def test_close_returns_even_when_nvml_is_wedged(fake: FakeNvml) -> None:
+    source = nvml_source(timeout=0.2)
+    source.sample()
+    fake.hang()
+    source.sample()  # the worker is now stuck inside NVML
+    start = time.monotonic()
+    source.close(timeout=0.5)
+    assert time.monotonic() - start < 2.0
+    fake.release()
+
+
 def test_nvml_hanging_from_the_start_gives_not_responding_without_gpus(fake: FakeNvml) -> None:
     fake.hang()
     source = nvml_source(timeout=0.2)

@@ -107,3 +107,23 @@ def test_real_status_on_a_machine_without_a_driver() -> None:
     proc = subprocess.run([*CLI, "status", "--no-probe"], capture_output=True, text=True, timeout=60)
     assert proc.returncode in (0, 1), proc.stderr
     assert "no NVIDIA driver found" in proc.stdout and "Host" in proc.stdout
+
+
+def test_watch_keeps_refreshing_and_quits_on_ctrl_c_while_nvml_hangs(capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setenv("OPSCONSOLE_NVML_TIMEOUT", "0.2")
+    machine = FakeNvml(2).install()
+    machine.hang()  # NVML never answers
+    interrupt = threading.Timer(1.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    interrupt.start()
+    try:
+        code = main(["status", "--watch", "0.1", "--json", "--no-probe"])
+    finally:
+        interrupt.cancel()
+        machine.uninstall()
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(frames) >= 3  # kept refreshing although every NVML call hangs
+    assert {f["nvml"]["status"] for f in frames} == {"not_responding"}
+    assert code == 2

@@ -120,9 +120,8 @@ class _Validator:
         when = self.condition(raw["when"], raw.line_of("when"), earlier, allow_verdict=False) if "when" in raw else None
         remedy = self.text(raw, "remedy", required=False) or None
         common = {"id": step_id, "kind": kind, "line": raw.line, "when": when, "remedy": remedy}
-        for key in ("params",) if kind != "check" else ():
-            if key in raw:
-                self.fail(raw.line_of(key), f"`{key}` belongs to check steps")
+        if kind != "check" and "params" in raw:
+            self.fail(raw.line_of("params"), "`params` belongs to check steps")
         if kind != "command":
             for key in ("timeout", "failure_status"):
                 if key in raw:

@@ -85,7 +85,7 @@ def _gpu_loop(ctx: PlaybookContext, selector: Any, inspect) -> CheckResult:
         if status in (WARN, FAIL) and message:
             messages.append(f"GPU {gpu.index}: {message}")
         if status in (WARN, FAIL) and remedy and remedy not in remedies:
-            remedies.insert(0, remedy) if status == FAIL else remedies.append(remedy)
+            remedies.insert(0 if status == FAIL else len(remedies), remedy)  # failures' remedies first
     if all(s == SKIP for s in statuses):
         return CheckResult(SKIP, "not reported by " + ("this GPU" if len(gpus) == 1 else "these GPUs"), evidence)
     verdict = worst(statuses)
@@ -272,6 +272,8 @@ def gpu_power_cap(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
 @check("gpu_health", "Combined DCGM-style verdict: XID, ECC, row remap, throttling, PCIe (persistence mode is "
        "reported but only warns).", "everything the individual GPU checks read", gpu=GPU)
 def gpu_health(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
+    if ctx.nvml.status != "ok":
+        return driver_loaded(ctx, {})
     parts = {
         "xid": gpu_xid(ctx, p),
         "ecc": gpu_ecc(ctx, {**p, "corrected_warn": 1000}),
@@ -280,8 +282,6 @@ def gpu_health(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
         "pcie": gpu_pcie(ctx, p),
         "persistence": persistence_mode(ctx, p),
     }
-    if ctx.nvml.status != "ok":
-        return driver_loaded(ctx, {})
     status = worst([r.status for r in parts.values()])
     evidence = {name: {"status": r.status, "summary": r.summary} for name, r in parts.items()}
     problems = [f"{name}: {r.summary}" for name, r in parts.items() if r.status in (WARN, FAIL, ERROR)]

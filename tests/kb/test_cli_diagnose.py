@@ -1,0 +1,75 @@
+"""`opsconsole diagnose` and `opsconsole kb`: the JSON contract and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opsconsole.cli import main
+
+OOM = "step 3\nRuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity)\n"
+
+
+def _log(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "run.log"
+    path.write_text(text)
+    return str(path)
+
+
+def test_json_contract_and_exit_0(tmp_path, capsys) -> None:
+    assert main(["diagnose", _log(tmp_path, OOM), "--json", "--top", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"matches", "lines_scanned"} and data["lines_scanned"] == 2
+    assert 1 <= len(data["matches"]) <= 2
+    first = data["matches"][0]
+    assert set(first) == {"id", "category", "title", "score", "evidence", "playbook"}
+    assert first["category"] == "cuda_oom" and first["playbook"] == "cuda-oom"
+    assert first["evidence"][0] == {"line": 2, "text": OOM.splitlines()[1]}
+
+
+def test_no_match_is_exit_1_with_empty_list(tmp_path, capsys) -> None:
+    assert main(["diagnose", _log(tmp_path, "all good\n"), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"matches": [], "lines_scanned": 1}
+
+
+def test_empty_log_says_so(tmp_path, capsys) -> None:
+    assert main(["diagnose", _log(tmp_path, "")]) == 1
+    assert "empty" in capsys.readouterr().out
+
+
+def test_missing_file_and_bad_flags_are_usage_errors(tmp_path, capsys) -> None:
+    assert main(["diagnose", str(tmp_path / "nope.log")]) == 3
+    assert "nope.log: no such file" in capsys.readouterr().err
+    assert main(["diagnose", _log(tmp_path, OOM), "--top", "0"]) == 3
+    assert main(["diagnose", str(tmp_path)]) == 3
+
+
+def test_rich_output_shows_cause_evidence_fix_and_playbook(tmp_path, capsys) -> None:
+    assert main(["diagnose", _log(tmp_path, OOM)]) == 0
+    shown = capsys.readouterr().out
+    assert "cuda-oom-batch-too-large" in shown and "Tried to allocate" in shown
+    assert "fix" in shown and "opsconsole playbook run cuda-oom" in shown
+
+
+def test_stdin(monkeypatch, capsys) -> None:
+    import io
+    import sys
+
+    fake = io.TextIOWrapper(io.BytesIO(b"NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus.\n"))
+    monkeypatch.setattr(sys, "stdin", fake)
+    assert main(["diagnose", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["matches"][0]["id"] == "gpu-fallen-off-bus"
+
+
+def test_kb_list_show_search(capsys) -> None:
+    assert main(["kb", "list", "--category", "nan_inf", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and {e["category"] for e in listed} == {"nan_inf"}
+    assert main(["kb", "list", "--category", "nope"]) == 3
+    capsys.readouterr()
+    assert main(["kb", "show", "gated-model"]) == 0
+    assert "hf auth login" in capsys.readouterr().out
+    assert main(["kb", "show", "gated-modle"]) == 3
+    assert "did you mean gated-model" in capsys.readouterr().err
+    assert main(["kb", "search", "shared", "memory", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == "dataloader-shm"

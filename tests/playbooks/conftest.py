@@ -27,3 +27,11 @@ def run_check() -> Callable[..., CheckResult]:
 
     return run
 
+
+
+@pytest.fixture(autouse=True)
+def no_personal_tokens(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks read ~ (HF token file, HF cache fallback): point it at an empty dir, drop token variables."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)

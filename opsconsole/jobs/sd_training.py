@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import JobContext, JobError, dtype_name, resolve_dtype, seed_everything
+from .sd_pipeline import keep_vae_fp32
 from .tiny_sd import TINY_NAMES, LoadedPipeline, check_model, load_pipeline
 from .training import DistEnv, TrainMonitor, validate_trainer_options, wrap_ddp
 
@@ -180,11 +181,17 @@ class SdLoraTrainer:
     def sample_with_saved_lora(self, lora_dir: Path, prompt: str, steps: int, seed: int) -> Any:
         """Drop the in-training adapter, load the saved file back (the round trip), generate one image."""
         import torch
+        from diffusers.utils import logging as diffusers_logging
 
         pipe = self.pipe
         pipe.unet.eval()
         pipe.unet.delete_adapters("default")
-        pipe.load_lora_weights(str(lora_dir), adapter_name="trained")
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # "no LoRA keys for the text encoder": expected, UNet-only LoRA
+        try:
+            pipe.load_lora_weights(str(lora_dir), adapter_name="trained")
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
         pipe.set_progress_bar_config(disable=True)
         with torch.no_grad():
             image = pipe(prompt, num_inference_steps=steps, height=self.resolution, width=self.resolution,
@@ -213,7 +220,7 @@ def make_trainer(args: argparse.Namespace, dist: DistEnv) -> SdLoraTrainer:
     pipe.set_progress_bar_config(disable=True)
     pipe.to(dist.device)
     if getattr(pipe.vae.config, "force_upcast", False) and dtype != torch.float32:
-        pipe.vae.to(torch.float32)  # the SDXL VAE overflows in fp16
+        keep_vae_fp32(pipe.vae, dtype)  # the model says its VAE overflows in fp16 (SDXL)
     resolution = args.resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
     generator = torch.Generator("cpu").manual_seed(args.seed + 1000 * dist.rank)
     return SdLoraTrainer(loaded, dist.device, dtype, resolution, dist, generator)

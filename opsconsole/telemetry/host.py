@@ -46,14 +46,18 @@ class HostCollector:
         self.cwd = cwd
         self.hostname = socket.gethostname()
         psutil.cpu_percent(interval=None)  # prime: the next call reports usage since now
-        self._primed_at = time.monotonic()
+        self._primed_at: float | None = time.monotonic()
 
     def _cpu_percent(self) -> float:
-        # A reading over a few milliseconds is noise (often 0 or 100 %): the first
-        # sample right after start measures over a short fixed window instead.
-        window = time.monotonic() - self._primed_at
-        self._primed_at = time.monotonic()
-        return psutil.cpu_percent(interval=0.1 if window < 0.1 else None)
+        # psutil reports usage since the previous call. Right after start that window
+        # is a few milliseconds (noise, often 0 or 100 %): only the first reading is
+        # taken over a short fixed window instead.
+        if self._primed_at is not None:
+            too_soon = time.monotonic() - self._primed_at < 0.1
+            self._primed_at = None
+            if too_soon:
+                return psutil.cpu_percent(interval=0.1)
+        return psutil.cpu_percent(interval=None)
 
     def disk_paths(self) -> list[tuple[str, Path]]:
         return [("cwd", Path(self.cwd or os.getcwd())), ("hf_cache", hf_cache_dir()), ("shm", Path("/dev/shm"))]

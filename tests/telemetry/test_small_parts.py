@@ -52,3 +52,15 @@ def test_host_collector_reads_this_machine(tmp_path: Path) -> None:
     labels = {d.label: d for d in host.disks}
     assert labels["cwd"].path == str(tmp_path) and labels["cwd"].free
     assert labels["hf_cache"].free  # measured on the nearest existing parent
+
+
+def test_host_cpu_percent_waits_only_for_the_first_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    intervals: list[float | None] = []
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: intervals.append(interval) or 12.5)
+    collector = HostCollector()
+    for _ in range(4):
+        assert collector.collect().cpu_percent == 12.5
+    # priming call, then one short fixed window right after start, then never blocking again
+    assert intervals == [None, 0.1, None, None, None]

@@ -25,6 +25,7 @@ def test_two_process_gloo_ddp_ranks_agree(tmp_path: Path) -> None:
     assert "world size 2 (gloo)" in run.log
 
 
+@pytest.mark.slow
 def test_run_manager_launches_gpus_2_on_cpu(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     runs = pytest.importorskip("opsconsole.runs")

@@ -136,11 +136,15 @@ def _run_foreground(manager: Any, record: Any, args: argparse.Namespace) -> int:
         _print_updates(manager.follow(record.id), stream)
     except KeyboardInterrupt:
         interrupted = True
-        grace = args.grace if args.grace is not None else DEFAULT_GRACE_S
-        err().print(f"stopping run {record.id} (SIGTERM, SIGKILL after {grace:g} s)...", markup=False)
-        manager.stop(record.id, grace=grace)
     finally:
         signal.signal(signal.SIGHUP, previous)
+    if interrupted:
+        grace = args.grace if args.grace is not None else DEFAULT_GRACE_S
+        try:  # after a hangup the terminal may be gone: stopping the run matters more than the message
+            err().print(f"stopping run {record.id} (SIGTERM, SIGKILL after {grace:g} s)...", markup=False)
+        except OSError:
+            pass
+        manager.stop(record.id, grace=grace)
     result = manager.wait(record.id)
     if args.json:
         print_json(result)

@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate(args: argparse.Namespace) -> None:
+    """Cheap checks before launch (JobError exit 3), including `--model` resolved offline."""
+    from .model_source import resolve_model
+
     if args.lines < 0 or args.interval < 0 or args.sleep < 0:
         raise JobError("--lines, --interval and --sleep must not be negative", exit_code=3)
+    resolve_model(args.model, args.weights)
 
 
 def _sleep(ctx: JobContext, seconds: float) -> None:

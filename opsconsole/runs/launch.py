@@ -209,11 +209,11 @@ def plan_launch(kind: str, job_argv: list[str], python: str | None = None, gpus:
     if world_size < 1:
         raise UsageError(f"--gpus {gpus}: must be 1 or more")
     try:
-        if getattr(args, "model", None) is not None:
-            resolve_model(str(args.model), getattr(args, "weights", "pretrained"))
         validate = getattr(module, "validate", None)
-        if validate is not None:
+        if validate is not None:  # the job knows its model names (e.g. architecture presets); it resolves itself
             validate(args)
+        elif getattr(args, "model", None) is not None:
+            resolve_model(str(args.model), getattr(args, "weights", "pretrained"))
     except JobError as exc:
         raise UsageError(f"run {kind}: {exc}") from None
     interpreter = resolve_python(python)

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ class RunStore:
 
     def _open_checked(self) -> None:
         try:
-            with self._raw_connect() as conn:
+            with closing(self._raw_connect()) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 check = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if check != "ok":
@@ -163,7 +163,7 @@ class RunStore:
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():
                     os.replace(src, Path(f"{moved}{suffix}"))
-            with self._raw_connect() as conn:
+            with closing(self._raw_connect()) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
             count = self.rebuild()

@@ -141,3 +141,24 @@ def test_readonly_refuses_run_stop_and_rm(capsys: pytest.CaptureFixture[str],
 def test_job_help_lists_the_kind_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "selftest", "--help"]) == 0
     assert "--interval" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGHUP"])
+def test_foreground_run_is_stopped_by_ctrl_c_or_hangup(sig: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "opsconsole", "run", "selftest", "--foreground",
+                             "--lines", "1000", "--interval", "0.1", "--grace", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the log is streamed to the terminal
+        if line.startswith("selftest line 1/"):
+            break
+    proc.send_signal(getattr(signal, sig))
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "stopping run" in err
+    (record,) = RunManager().list()
+    assert record.status == "stopped" and "stopped" in rest

@@ -76,6 +76,8 @@ def h100(index: int, **overrides: Any) -> dict[str, Any]:
         "nvmlDeviceGetComputeRunningProcesses": [SimpleNamespace(pid=4_000_000 + index, usedGpuMemory=60 * GIB)],
         "nvmlDeviceGetGraphicsRunningProcesses": [],
         "nvmlDeviceGetIndex": index,
+        "nvmlDeviceGetFieldValues": [SimpleNamespace(fieldId=pynvml.NVML_FI_DEV_MEMORY_TEMP, nvmlReturn=pynvml.NVML_SUCCESS,
+                                                     value=SimpleNamespace(uiVal=58))],
     }
     values.update(overrides)
     return values

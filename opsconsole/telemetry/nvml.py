@@ -137,6 +137,7 @@ class _Gpu:
     slow: _Slow = field(default_factory=_Slow)
     handle_retry_at: float = 0.0
     memory_v2: bool = True
+    has_memory_temperature: bool = True
 
 
 class NvmlCollector:
@@ -189,6 +190,12 @@ class NvmlCollector:
         except NvmlDown as exc:
             self._shutdown_quietly()
             self._init_state, self._init_retry_at = init_error_state(exc.error, self._pci_devices), now + INIT_RETRY_S
+            return self._init_state
+        except GpuLost as exc:  # the driver answers but cannot even count its GPUs
+            self._shutdown_quietly()
+            self._init_state = NvmlState(status="error", message=f"NVML cannot list the GPUs: {exc}",
+                                         pci_devices=self._pci_devices)
+            self._init_retry_at = now + INIT_RETRY_S
             return self._init_state
         self._gpus = [_Gpu(index=i) for i in range(count)]
         for gpu in self._gpus:
@@ -351,6 +358,18 @@ class NvmlCollector:
         mem = _read(pynvml.nvmlDeviceGetMemoryInfo, gpu.handle)
         return MemoryInfo(total=getattr(mem, "total", None), used=getattr(mem, "used", None), free=getattr(mem, "free", None))
 
+    @staticmethod
+    def _memory_temperature(gpu: _Gpu) -> float | None:
+        """HBM/GDDR temperature (field NVML_FI_DEV_MEMORY_TEMP); None where not reported."""
+        if not gpu.has_memory_temperature:
+            return None
+        values = _read(pynvml.nvmlDeviceGetFieldValues, gpu.handle, [pynvml.NVML_FI_DEV_MEMORY_TEMP])
+        field_value = values[0] if values else None
+        if field_value is None or field_value.nvmlReturn != pynvml.NVML_SUCCESS:
+            gpu.has_memory_temperature = False  # not on this board: stop asking
+            return None
+        return float(field_value.value.uiVal)
+
     def _fast_fields(self, gpu: _Gpu, identity: dict[str, Any], slow: dict[str, Any]) -> GpuSnapshot:
         T, h = pynvml, gpu.handle
         util = _read(T.nvmlDeviceGetUtilizationRates, h)
@@ -369,7 +388,7 @@ class NvmlCollector:
             utilization=Utilization(gpu=getattr(util, "gpu", None), memory=getattr(util, "memory", None)),
             temperature=Temperature(current=_read(T.nvmlDeviceGetTemperature, h, T.NVML_TEMPERATURE_GPU),
                                     slowdown=slow["slowdown"], shutdown=slow["shutdown"],
-                                    max_operating=slow["max_operating"]),
+                                    max_operating=slow["max_operating"], memory=self._memory_temperature(gpu)),
             fan_percent=_read(T.nvmlDeviceGetFanSpeed, h),
             power=Power(draw=None if power is None else power / 1000.0, limit=slow["power_limit"],
                         default_limit=slow["power_default_limit"]),

@@ -36,6 +36,7 @@ def test_healthy_gpu_fields_are_read_and_converted(fake: FakeNvml) -> None:
     assert gpu.memory.total == 80 * GIB and gpu.memory.used == 61 * GIB and gpu.memory.reserved == GIB // 2
     assert gpu.power.draw == pytest.approx(612.0) and gpu.power.limit == pytest.approx(700.0)  # mW -> W
     assert gpu.temperature.current == 61 and gpu.temperature.slowdown == 87 and gpu.temperature.shutdown == 92
+    assert gpu.temperature.memory == 58
     assert gpu.clocks.sm == 1980 and gpu.clocks.sm_max == 1980
     assert gpu.pcie.gen == 5 and gpu.pcie.max_width == 16
     assert gpu.ecc.mode_enabled is True and gpu.ecc.remapped_rows_failure is False
@@ -54,6 +55,18 @@ def test_unavailable_field_becomes_none_and_the_rest_is_read(fake: FakeNvml, cod
     assert gpu.ecc.remapped_rows_pending is None and gpu.ecc.mode_enabled is True
     assert gpu.fan_percent is None  # NOT_SUPPORTED by the fake H100 (passively cooled)
     assert gpu.memory.used == 61 * GIB
+
+
+def test_memory_temperature_not_reported_by_the_board_is_none(fake: FakeNvml) -> None:
+    fake.gpus[0]["nvmlDeviceGetFieldValues"] = [SimpleNamespace(nvmlReturn=pynvml.NVML_ERROR_NOT_SUPPORTED,
+                                                                value=SimpleNamespace(uiVal=0))]
+    collector = NvmlCollector(watch_xid=False)
+    try:
+        assert collector.collect().gpus[0].temperature.memory is None
+        collector.collect()
+    finally:
+        collector.close()
+    assert fake.calls_by_name["nvmlDeviceGetFieldValues"] == 1 + 2 * 2  # GPU 0 asked once, GPUs 1-2 every sample
 
 
 def test_throttle_reasons_are_decoded_to_names(fake: FakeNvml) -> None:
@@ -105,6 +118,15 @@ def test_init_failures_are_states_not_exceptions(code: int, status: str) -> None
         assert reading.nvml.message.startswith("no NVIDIA driver found")
     if status == "driver_mismatch":
         assert "mismatch" in reading.nvml.message
+
+
+def test_gpu_count_failing_is_an_error_state(fake: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_count() -> int:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", broken_count)
+    reading = collect()
+    assert reading.nvml.status == "error" and "cannot list the GPUs" in reading.nvml.message
 
 
 def test_init_is_retried_only_after_a_pause(clock) -> None:  # noqa: ANN001

@@ -69,9 +69,9 @@ def _pretrained_location(source: GemmaSource) -> str:
 
 
 def _tokenizer_location(source: GemmaSource, weights: str) -> str:
-    if source.kind == "arch" or (source.kind == "path" and source.location.endswith(".json")):
-        return str(ensure_tiny_gemma())  # random full-size weights: the tiny tokenizer (ids ⊂ the 256k vocab)
-    if weights == "random" and source.kind == "tiny":
+    config_only = ((source.kind == "arch" and weights == "random")
+                   or (source.kind == "path" and source.location.endswith(".json")))
+    if source.kind == "tiny" or config_only:  # a bare config has no tokenizer: the tiny one (ids ⊂ the 256k vocab)
         return str(ensure_tiny_gemma())
     return _pretrained_location(source)
 
@@ -118,7 +118,7 @@ def load_model(source: GemmaSource, *, weights: str, device: str, dtype: Any, at
         if quant != "none":
             raise JobError("--quant needs weights loaded from disk; use --weights pretrained (or --model tiny)",
                            exit_code=3)
-        if source.kind == "arch" or source.location.endswith(".json"):
+        if source.kind == "arch" or (source.kind == "path" and source.location.endswith(".json")):
             from .tiny_gemma import architecture_config
 
             config = architecture_config(source.label) if source.kind == "arch" else _config_file(source.location)

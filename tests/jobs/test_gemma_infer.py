@@ -109,3 +109,22 @@ def test_quantization_without_bitsandbytes_is_a_clear_error() -> None:
     with pytest.raises(JobError) as info:
         gemma_infer.validate(args)
     assert info.value.exit_code == 3 and "bitsandbytes" in str(info.value)
+
+
+def test_hugging_face_cache_id_loads_offline(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `org/name` id found in the local hub cache loads with local_files_only (HF_HUB_OFFLINE=1 here)."""
+    pytest.importorskip("torch")
+    import os
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    from opsconsole.jobs.tiny_gemma import ensure_tiny_gemma
+
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--acme--gemma-mini"
+    shutil.copytree(ensure_tiny_gemma(), repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    run = run_job("gemma-infer", ["--model", "acme/gemma-mini", "--device", "cpu", "--max-new-tokens", "4"],
+                  tmp_path / "run", cache)
+    assert run.returncode == 0, run.log
+    assert run.metrics["model"] == "acme/gemma-mini" and run.metrics["turns"] == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import threading
 import time
@@ -50,6 +51,10 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
         return _list_scenarios(args.json)
     if args.watch is not None and args.watch < 0:
         raise UsageError("--watch must be a positive number of seconds")
+    explicit_python = getattr(args, "python", None)
+    if explicit_python and not args.no_probe and shutil.which(explicit_python) is None:
+        raise UsageError(f"--python {explicit_python}: no such executable interpreter "
+                         "(give the path of your ML environment's python, e.g. ~/venvs/ml/bin/python)")
     source = open_source(simulate=getattr(args, "simulate", None), python=settings.python,
                          nvml_timeout=settings.nvml_timeout, probe_env=not args.no_probe)
     try:

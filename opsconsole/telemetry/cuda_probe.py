@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -82,6 +83,7 @@ def probe_cuda_env(python: str | None = None, timeout: float = 30.0, refresh: bo
     site-packages are part of the environment being diagnosed.
     """
     python = python or sys.executable
+    python = shutil.which(python) or python  # "python3" -> /usr/bin/python3
     key = _interpreter_key(python)
     if key is None:
         return CudaEnv(status="error", python=python, message=f"interpreter not found: {python} (check --python)")

@@ -55,6 +55,11 @@ def test_unknown_scenario_exits_3_with_the_list(capsys: pytest.CaptureFixture[st
     assert "unknown scenario 'nope'" in err and "healthy-8xh100" in err and "Traceback" not in err
 
 
+def test_bad_python_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # noqa: ANN001
+    assert main(["status", "--python", str(tmp_path / "nope" / "python"), "--simulate", "healthy-8xh100"]) == 3
+    assert "--python" in capsys.readouterr().err
+
+
 def test_list_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--list-scenarios", "--json"]) == 0
     names = [s["name"] for s in json.loads(capsys.readouterr().out)]

@@ -78,6 +78,9 @@ class PlaybookContext:
         self._kb = kb
         self.user = user or _scenario_viewer(simulate) or _current_user()
         self._modules: dict[str, ModuleInfo] = {}
+        # Wait for the CUDA env probe when sampling (the runner turns this off for playbooks
+        # whose checks never read it, so they do not pay for importing torch in a subprocess).
+        self.wait_for_probe = True
 
     # -- telemetry -----------------------------------------------------------------
     @property
@@ -87,7 +90,7 @@ class PlaybookContext:
     @property
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:
-            self._snapshot = _sample(self.settings, self.simulate)
+            self._snapshot = _sample(self.settings, self.simulate, self.wait_for_probe)
         return self._snapshot
 
     def load(self) -> None:
@@ -192,7 +195,7 @@ def load_kb_or_none(settings: Settings) -> Any:
     return _KB_CACHE[key]
 
 
-def _sample(settings: Settings, simulate: str | None) -> Snapshot:
+def _sample(settings: Settings, simulate: str | None, wait_for_probe: bool) -> Snapshot:
     try:
         from ..telemetry import open_source  # type: ignore[attr-defined]
     except ImportError:
@@ -202,9 +205,11 @@ def _sample(settings: Settings, simulate: str | None) -> Snapshot:
             raise UsageError(f"--simulate {simulate}: the telemetry simulator is not available in this build") from None
         return Snapshot(time=time.time(), source="unavailable",
                         nvml=NvmlState(status="error", message="telemetry collectors are not available in this build"))
-    source = open_source(simulate=simulate, python=settings.python, nvml_timeout=settings.nvml_timeout)
+    source = open_source(simulate=simulate, python=settings.python, nvml_timeout=settings.nvml_timeout,
+                         probe_env=wait_for_probe or bool(simulate))  # a scenario's env costs nothing
     try:
-        source.wait_cuda_env(timeout=PROBE_WAIT_S)  # torch facts are what most playbooks are about
+        if wait_for_probe or simulate:
+            source.wait_cuda_env(timeout=PROBE_WAIT_S)
         return source.sample()
     finally:
         source.close()

@@ -91,6 +91,8 @@ class PlaybookRunner:
     def __init__(self, playbook: Playbook, context: PlaybookContext, confirm: ConfirmCallback | None = None) -> None:
         self.playbook, self.context, self.confirm = playbook, context, confirm
         self.outcome: PlaybookOutcome | None = None
+        context.wait_for_probe = any(spec.probe for spec in map(get_check, (s.check for s in playbook.steps if s.check))
+                                     if spec is not None)
 
     def plan(self) -> list[PlannedStep]:
         """What would run (`--dry-run`): nothing is executed, telemetry is not read."""

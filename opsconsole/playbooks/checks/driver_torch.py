@@ -53,7 +53,7 @@ def driver_min_version(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
 
 @check("driver_supports_cuda", "The driver supports CUDA `cuda` (default: the CUDA version torch was built with).",
        "NVML CUDA driver version, torch.version.cuda from the env probe",
-       cuda=Param("version", "", 'CUDA version needed, e.g. "12.4"; empty = what torch was built with'))
+       cuda=Param("version", "", 'CUDA version needed, e.g. "12.4"; empty = what torch was built with'), probe=True)
 def driver_supports_cuda(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     nvml, env = ctx.nvml, ctx.snapshot.cuda_env
     need = str(p["cuda"]) if p["cuda"] else env.torch_cuda
@@ -76,7 +76,7 @@ def driver_supports_cuda(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult
 
 
 @check("torch_cuda_available", "torch in the probe interpreter is a CUDA build and `torch.cuda.is_available()`.",
-       "CUDA env probe (subprocess of --python): torch version, torch.version.cuda, is_available, the CUDA error")
+       "CUDA env probe (subprocess of --python): torch version, torch.version.cuda, is_available, the CUDA error", probe=True)
 def torch_cuda_available(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     env = ctx.snapshot.cuda_env
     problem = _env_problem(env, ctx, FAIL)
@@ -124,7 +124,7 @@ def _covered(capability: str, arch_list: tuple[str, ...]) -> bool:
 
 
 @check("torch_arch_covers_gpu", "torch's compiled arch list (sm_XY / PTX) covers every GPU's compute capability.",
-       "CUDA env probe: torch.cuda.get_arch_list(), device capabilities (NVML capability as fallback)")
+       "CUDA env probe: torch.cuda.get_arch_list(), device capabilities (NVML capability as fallback)", probe=True)
 def torch_arch_covers_gpu(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     env = ctx.snapshot.cuda_env
     problem = _env_problem(env, ctx, SKIP)
@@ -160,7 +160,7 @@ def torch_arch_covers_gpu(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResul
 
 @check("bf16_supported", "The GPU supports bfloat16 (compute capability ≥ 8.0).",
        "CUDA env probe torch.cuda.is_bf16_supported(), NVML compute capability as fallback",
-       required=Param("bool", False, "fail (instead of warn) when bf16 is missing"))
+       required=Param("bool", False, "fail (instead of warn) when bf16 is missing"), probe=True)
 def bf16_supported(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     env = ctx.snapshot.cuda_env
     caps = [d.capability for d in env.devices if d.capability] or \
@@ -180,7 +180,7 @@ def bf16_supported(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
 
 
 @check("sdpa_available", "torch has scaled_dot_product_attention (or xformers is installed).",
-       "CUDA env probe: torch SDPA, xformers / flash_attn versions")
+       "CUDA env probe: torch SDPA, xformers / flash_attn versions", probe=True)
 def sdpa_available(ctx: PlaybookContext, p: dict[str, Any]) -> CheckResult:
     env = ctx.snapshot.cuda_env
     problem = _env_problem(env, ctx, SKIP)

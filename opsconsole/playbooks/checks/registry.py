@@ -61,6 +61,8 @@ class CheckSpec:
     kb_params: tuple[str, ...] = ()
     # Cross-parameter rule run at load time: returns a problem string or None.
     validate: Callable[[dict[str, Any]], str | None] | None = None
+    # Reads the CUDA env probe (torch facts): a playbook without such checks does not wait for it.
+    probe: bool = False
 
     def with_defaults(self, given: dict[str, Any]) -> dict[str, Any]:
         values = {name: p.default for name, p in self.params.items() if not p.required}
@@ -72,13 +74,13 @@ CHECKS: dict[str, CheckSpec] = {}
 
 
 def check(name: str, summary: str, reads: str, /, kb_params: tuple[str, ...] = (),
-          validate: Callable[[dict[str, Any]], str | None] | None = None, **params: Param) -> Callable[[CheckFunction], CheckFunction]:
+          validate: Callable[[dict[str, Any]], str | None] | None = None, probe: bool = False, **params: Param) -> Callable[[CheckFunction], CheckFunction]:
     """Register a built-in check. `kb_params` names params whose values are KB ids (validated at load)."""
 
     def register(function: CheckFunction) -> CheckFunction:
         if name in CHECKS:
             raise ValueError(f"check {name} registered twice")
-        CHECKS[name] = CheckSpec(name, function, summary, reads, dict(params), kb_params, validate)
+        CHECKS[name] = CheckSpec(name, function, summary, reads, dict(params), kb_params, validate, probe)
         return function
 
     return register

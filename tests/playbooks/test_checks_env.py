@@ -140,3 +140,9 @@ def test_env_var_set_unset_and_secret_values(run_check):
     assert blocking.status == "fail"
     secret = run_check("env_var", snap, environ={"HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz"}, name="HF_TOKEN", expect="set")
     assert secret.status == "pass" and "hf_abc" not in str(secret.evidence) and "hf_abc" not in secret.summary
+
+
+def test_module_importable_with_a_missing_interpreter(run_check):
+    snap = snapshot((gpu(),), env=cuda_env(libraries=()), **REAL)
+    result = run_check("module_importable", snap, settings=Settings(python="/nonexistent/bin/python"), module="yaml")
+    assert result.status == "fail" and "/nonexistent/bin/python" in result.summary

@@ -8,6 +8,7 @@ checks its processes, so a run whose supervisor and job died is marked crashed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -93,9 +94,12 @@ class RunManager:
     def _spawn_supervisor(self, run: RunDir, plan: LaunchPlan, env: dict[str, str]) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "opsconsole.runs.supervisor", "--state-dir", str(self.store.root),
                 str(run.path), "--", *plan.child_argv]
-        with open(run.supervisor_log, "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        log_fd = os.open(run.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True, env=env, cwd=plan.cwd)
+        finally:
+            os.close(log_fd)
         # Reap it when it ends so a long-lived console (the TUI) collects no zombies.
         threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
         return proc

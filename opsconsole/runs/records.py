@@ -10,7 +10,7 @@ import time
 
 from .procs import is_alive
 from .rundir import RunDir, write_json_atomic
-from .result import build_result, crash_note
+from .result import build_result
 from .store import RunRecord
 
 STARTING_TIMEOUT_S = 60.0  # a run still "starting" with no live supervisor after this is dead
@@ -74,7 +74,5 @@ def finalize_dead(record: RunRecord) -> dict:
     except OSError:
         pass
     result = build_result(run, exit_code=None, signal=None, note=note)
-    if result["status"] == "crashed" and not result.get("error"):
-        result["error"] = crash_note(None, None)
     write_json_atomic(run.result, result)
     return result

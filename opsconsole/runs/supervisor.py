@@ -71,9 +71,11 @@ class Supervisor:
     def finish(self, exit_code: int | None, sig: int | None) -> int:
         from .result import read_job_events
 
+        note = None
         if read_job_events(self.run.events).finish is None and not self.run.stop_requested():
-            self._append_log(crash_note(sig, exit_code))
-        result = build_result(self.run, exit_code, sig)
+            note = crash_note(sig, exit_code)
+            self._append_log(note)
+        result = build_result(self.run, exit_code, sig, note=note.splitlines()[0] if note else None)
         write_json_atomic(self.run.result, result)
         self.store.update(self.run.id, status=result["status"], ended_at=result["ended_at"], exit_code=exit_code,
                           signal=sig, metrics=result["metrics"])

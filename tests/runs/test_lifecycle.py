@@ -91,7 +91,7 @@ def test_sigkilled_job_is_crashed_with_signal_and_diagnosed(manager: RunManager)
     os.kill(pids, signal.SIGKILL)
     result = manager.wait(record.id, timeout=30)
     assert (result["status"], result["signal"], result["exit_code"]) == ("crashed", 9, None)
-    assert "SIGKILL" in log_text(record.dir)
+    assert "SIGKILL" in log_text(record.dir) and "SIGKILL" in result["error"]
     if _kb_available():
         assert result["diagnoses"], "a crashed run is diagnosed with the KB"
 
@@ -142,6 +142,9 @@ def test_run_dirs_are_private_and_cmd_json_redacts_secrets(manager: RunManager, 
     run_dir = Path(record.dir)
     for path in (state_dir(), state_dir() / "runs", run_dir, run_dir / "artifacts"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in run_dir.iterdir():
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     text = (run_dir / "cmd.json").read_text()
     assert token not in text and "s3cretpw" not in text
     cmd = json.loads(text)

@@ -26,7 +26,7 @@ from .snapshot import SEVERITIES, XidEvent
 
 CATALOGUE_PATH = Path(__file__).resolve().parent / "data" / "xid.yaml"
 MAX_EVENTS = 200          # bounded event list
-DUPLICATE_WINDOW_S = 5.0  # the same XID on the same GPU from NVML and the kernel log is one event
+DUPLICATE_WINDOW_S = 5.0  # the same XID on the same GPU from NVML and from the kernel log is one event
 
 _KERNEL_XID = re.compile(
     r"NVRM: Xid \((?:PCI:)?(?P<pci>[0-9A-Fa-f]{1,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-7])?)\): "
@@ -109,7 +109,7 @@ def parse_kernel_line(line: str) -> tuple[str, int, str] | None:
 
 
 class XidLog:
-    """Thread-safe bounded list of XID events, newest last, duplicates folded."""
+    """Thread-safe bounded list of XID events, oldest first; NVML/kernel duplicates folded."""
 
     def __init__(self, maxlen: int = MAX_EVENTS) -> None:
         self._events: deque[XidEvent] = deque(maxlen=maxlen)
@@ -118,7 +118,9 @@ class XidLog:
     def add(self, event: XidEvent) -> bool:
         with self._lock:
             for seen in reversed(self._events):
-                if (seen.xid == event.xid and seen.gpu == event.gpu
+                # the same XID reported by NVML and by the kernel log is one event;
+                # repeats from one source are real repeats and are kept
+                if (seen.source != event.source and seen.xid == event.xid and seen.gpu == event.gpu
                         and pci_key(seen.pci_bus_id) == pci_key(event.pci_bus_id)
                         and abs(seen.time - event.time) <= DUPLICATE_WINDOW_S):
                     return False

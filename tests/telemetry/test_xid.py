@@ -52,6 +52,7 @@ def test_log_is_bounded_and_folds_duplicates_from_two_sources() -> None:
     log = XidLog(maxlen=5)
     assert log.add(make_event(79, time_s=100.0, gpu=1, pci_bus_id="00000000:3B:00.0", source="nvml"))
     assert not log.add(make_event(79, time_s=101.0, gpu=1, pci_bus_id="0000:3b:00", source="kernel"))
+    assert log.add(make_event(79, time_s=101.5, gpu=1, pci_bus_id="0000:3b:00", source="nvml"))  # a real repeat
     for i in range(10):
         log.add(make_event(13, time_s=200.0 + 10 * i, gpu=0))
     events = log.events()

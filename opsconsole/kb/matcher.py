@@ -152,20 +152,18 @@ class LogMatcher:
         marker = max(low.rfind(m) for m in _ERROR_MARKERS)
         if marker >= 0:
             self._last_error_line = max(self._last_error_line, first_line + low.count(b"\n", 0, marker) + 1)
-        search = self._index.prefilter.search
-        line, counted, pos, size = first_line, 0, 0, len(low)
-        while pos < size:
-            found = search(low, pos)
-            if found is None:
-                break
-            start = low.rfind(b"\n", 0, found.start()) + 1
-            end = low.find(b"\n", found.end())
+        line, counted, done_until = first_line, 0, -1
+        for at in self._index.prefilter.line_hits(low):
+            if at <= done_until:
+                continue  # this line was already scanned
+            start = low.rfind(b"\n", 0, at) + 1
+            end = low.find(b"\n", at)
             if end < 0:
-                end = size
+                end = len(low)
             line += low.count(b"\n", counted, start)
             counted = start
             self._scan_line(block[start:end], low[start:end], line + 1)
-            pos = end + 1
+            done_until = end
 
     def _scan_line(self, raw: bytes, low: bytes, number: int) -> None:
         literals = self._index.prefilter.literals_in(low)

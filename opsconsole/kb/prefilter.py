@@ -1,10 +1,12 @@
-"""One combined search for every entry's literals, fast on long noisy logs.
+"""Find the lines of a chunk that hold any entry's literal, fast on long noisy logs.
 
-Each literal is represented by an *anchor*: a short piece of it that starts with
-a character rare in logs. The anchors are compiled into one trie-shaped regex;
-the regex engine skips every position whose character cannot start an anchor,
-so a chunk of noise is crossed at close to memchr speed. Only the lines holding
-an anchor are looked at further.
+Most literals are represented by an *anchor*: a piece of the literal (up to 8
+characters) that starts with a character rare in logs. All anchors form one
+trie-shaped regex; the regex engine skips every position whose character
+cannot start an anchor, so noise is crossed quickly. An anchor hit is
+confirmed by comparing the whole literal at its offset (cheap), so a common
+anchor never costs a full line scan. The few literals made only of common
+characters are searched with `bytes.find` (fast for multi-byte needles).
 """
 
 from __future__ import annotations
@@ -12,28 +14,28 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# Lower-case characters from rarest to most common in logs and English text;
-# anything else (digits, spaces, punctuation) counts as common.
-_RARITY = "zqjxkvwyfgbpmhucdlrsnoiate"
+# Characters allowed to start an anchor, rarest in logs first (lower-case).
+# Digits, spaces, most punctuation and the most frequent letters never start one.
+ANCHOR_START = "zqjx`!~^$@&#+<>{}|;?%kvwybgfpmhudcl"
 ANCHOR_MAX = 8
+ANCHOR_MIN = 3
 
 
-def _rarity(char: str) -> int:
-    index = _RARITY.find(char)
-    return index if index >= 0 else len(_RARITY) + 10
-
-
-def anchor_of(literal: str) -> str:
-    """The piece of `literal` the pre-filter searches for."""
-    want = min(6, len(literal))  # long enough to be selective
-    best_key, best_start = None, 0
+def anchor_of(literal: str) -> tuple[str, int] | None:
+    """(anchor, offset in literal), or None when the literal has no rare enough character."""
+    best = None
     for start, char in enumerate(literal):
-        if len(literal) - start < want:
-            break
-        key = (_rarity(char), -min(len(literal) - start, ANCHOR_MAX))
-        if best_key is None or key < best_key:
-            best_key, best_start = key, start
-    return literal[best_start : best_start + ANCHOR_MAX]
+        rank = ANCHOR_START.find(char)
+        length = min(len(literal) - start, ANCHOR_MAX)
+        if rank < 0 or length < min(ANCHOR_MIN, len(literal)):
+            continue
+        key = (length < 5, rank, -length)  # selective (5+ chars) first, then the rarest start
+        if best is None or key < best[0]:
+            best = (key, start)
+    if best is None:
+        return None
+    start = best[1]
+    return literal[start : start + ANCHOR_MAX], start
 
 
 def trie_regex(words: Iterable[str]) -> str:
@@ -57,28 +59,70 @@ def trie_regex(words: Iterable[str]) -> str:
 
 
 class Prefilter:
-    """Maps lower-cased bytes to the literals (of `literals`) present in them."""
+    """Maps lower-cased bytes to the positions / literals (of `literals`) present in them."""
 
     def __init__(self, literals: Iterable[str]) -> None:
         self.literals = sorted(set(literals))
-        by_anchor: dict[bytes, list[bytes]] = {}
+        by_anchor: dict[bytes, list[tuple[bytes, int]]] = {}
+        plain: list[bytes] = []
         for literal in self.literals:
-            by_anchor.setdefault(anchor_of(literal).encode(), []).append(literal.encode())
+            found = anchor_of(literal)
+            if found is None:
+                plain.append(literal.encode())
+            else:
+                anchor, offset = found
+                # Offsets are in characters; literals are compared as UTF-8 bytes.
+                by_anchor.setdefault(anchor.encode(), []).append((literal.encode(), len(literal[:offset].encode())))
         # The trie matches the longest anchor at a position; anchors that are
-        # prefixes of it are present too.
+        # prefixes of it are present there too.
         self.by_anchor = {
-            anchor: [lit for other, lits in by_anchor.items() if anchor.startswith(other) for lit in lits]
+            anchor: [item for other, items in by_anchor.items() if anchor.startswith(other) for item in items]
             for anchor in by_anchor
         }
+        # A plain literal containing a shorter plain literal is found through it.
+        plain.sort(key=len)
+        self.plain = [lit for i, lit in enumerate(plain) if not any(shorter in lit for shorter in plain[:i])]
+        self.plain_all = plain
         pattern = trie_regex(a.decode() for a in by_anchor).encode() if by_anchor else rb"(?!x)x"
-        self.search = re.compile(pattern).search
-        # Overlapping search inside one candidate line (anchors may overlap).
-        self._all = re.compile(b"(?=(" + pattern + b"))").finditer
+        self._search = re.compile(pattern).search
+        self._overlapping = re.compile(b"(?=(" + pattern + b"))").finditer
+
+    def line_hits(self, low: bytes) -> list[int]:
+        """Sorted positions in `low`, at most one per line, where a literal starts or lies."""
+        positions: list[int] = []
+        search, by_anchor, size, pos = self._search, self.by_anchor, len(low), 0
+        while pos < size:
+            found = search(low, pos)
+            if found is None:
+                break
+            at = found.start()
+            if any(at >= off and low.startswith(lit, at - off) for lit, off in by_anchor[found.group()]):
+                positions.append(at)
+                end = low.find(b"\n", at)
+                if end < 0:
+                    break
+                pos = end + 1
+            else:
+                pos = at + 1
+        for literal in self.plain:
+            at = low.find(literal)
+            while at >= 0:
+                positions.append(at)
+                end = low.find(b"\n", at)
+                if end < 0:
+                    break
+                at = low.find(literal, end + 1)
+        if self.plain:
+            positions.sort()
+        return positions
 
     def literals_in(self, low_line: bytes) -> set[bytes]:
+        """Every literal present in one lower-cased line."""
         found: set[bytes] = set()
-        for match in self._all(low_line):
-            for literal in self.by_anchor.get(match.group(1), ()):
-                if literal not in found and literal in low_line:
+        for match in self._overlapping(low_line):
+            at = match.start()
+            for literal, off in self.by_anchor.get(match.group(1), ()):
+                if at >= off and low_line.startswith(literal, at - off):
                     found.add(literal)
+        found.update(lit for lit in self.plain_all if lit in low_line)
         return found

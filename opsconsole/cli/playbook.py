@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,9 @@ def run_playbook_command(playbook_id: str, args: argparse.Namespace, settings: S
     log = getattr(args, "log", None)
     if log and not Path(log).is_file():
         raise UsageError(f"--log {log}: no such file")
+    python = getattr(args, "python", None)
+    if python and shutil.which(python) is None:
+        raise UsageError(f"--python {python}: no such executable interpreter (give the python of your ML environment)")
     context = PlaybookContext(settings, simulate=getattr(args, "simulate", None), log_file=log)
     runner = PlaybookRunner(playbook, context)
     if getattr(args, "dry_run", False):

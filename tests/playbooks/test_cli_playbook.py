@@ -162,6 +162,8 @@ def test_usage_errors_exit_3(capsys, tmp_path):
     assert code == 3 and "missing.log" in err
     code, _, _ = cli(capsys, "playbook", "show", "nope")
     assert code == 3
+    code, _, err = cli(capsys, "playbook", "run", "torch-cpu-only", "--python", str(tmp_path / "no-python"))
+    assert code == 3 and "--python" in err
 
 
 def test_broken_user_playbook_is_listed_and_refused_with_file_line(capsys, tmp_path, monkeypatch):

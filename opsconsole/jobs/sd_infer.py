@@ -156,7 +156,7 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     mode = _mode(args)
 
     with Timer(device) as load_timer:
-        loaded = load_pipeline(args.model, args.weights, dtype)
+        loaded = load_pipeline(args.model, args.weights, dtype, "cpu" if args.cpu_offload else device)
         pipe = _task_pipeline(loaded.pipe, mode)
         scheduler = set_scheduler(pipe, args.scheduler)
         if args.vae_fp32:

@@ -215,7 +215,7 @@ def make_trainer(args: argparse.Namespace, dist: DistEnv) -> SdLoraTrainer:
 
     dtype = resolve_dtype(args.dtype, dist.device)
     seed_everything(args.seed + dist.rank)
-    loaded = load_pipeline(args.model, args.weights, dtype)
+    loaded = load_pipeline(args.model, args.weights, dtype, dist.device)
     pipe = loaded.pipe
     pipe.set_progress_bar_config(disable=True)
     pipe.to(dist.device)

@@ -15,13 +15,14 @@ not content); a real checkpoint keeps whatever it ships with.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .common import JobError
 from .model_source import resolve_model
@@ -174,29 +175,47 @@ def tiny_dir(family: str) -> Path:
 
 
 def ensure_tiny(family: str, seed: int = 0) -> Path:
-    """Build and save the tiny pipeline once (atomically: build in a temp dir, then rename)."""
+    """Build and save the tiny pipeline once; concurrent jobs (DDP ranks) wait on a file lock."""
     import torch
 
     target = tiny_dir(family)
-    marker = target / VERSION_FILE
-    if marker.is_file() and marker.read_text().strip() == TINY_VERSION:
+    if _is_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{family}-build-") as tmp:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            pipe = _assemble_tiny(family, Path(tmp))
-        out = Path(tmp) / "pipeline"
-        pipe.save_pretrained(out)
-        (out / VERSION_FILE).write_text(TINY_VERSION)
-        if target.exists():
-            shutil.rmtree(target, ignore_errors=True)
-        try:
+    with _exclusive(target.parent / f".{family}.lock"):
+        if _is_current(target):  # built by another process while this one waited
+            return target
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{family}-build-") as tmp:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                pipe = _assemble_tiny(family, Path(tmp))
+            out = Path(tmp) / "pipeline"
+            pipe.save_pretrained(out)
+            (out / VERSION_FILE).write_text(TINY_VERSION)
+            if target.exists():  # an older TINY_VERSION
+                shutil.rmtree(target)
             os.replace(out, target)
-        except OSError:
-            if not (target / VERSION_FILE).is_file():  # another process won the race only if it finished
-                raise
     return target
+
+
+def _is_current(target: Path) -> bool:
+    marker = target / VERSION_FILE
+    return marker.is_file() and marker.read_text().strip() == TINY_VERSION
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (builds are atomic renames anyway)
+        yield
+        return
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- random full-size -------------------------------------------------------------------
@@ -205,32 +224,46 @@ def _read_config(family: str, name: str) -> dict[str, Any]:
     return json.loads((CONFIG_DIR / family / f"{name}.json").read_text())
 
 
-def build_random(family: str, dtype: Any) -> Any:
+def build_random(family: str, dtype: Any, device: str = "cpu") -> Any:
     """Full-size SD 1.5 / SDXL with random weights from the shipped configs (no download).
 
+    The networks are built directly on `device` in `dtype` (SDXL has 3.5B parameters: no
+    fp32 copy in host RAM); the scheduler stays outside that (its tables are float64/fp32).
     The tokenizer is the offline tiny one: token ids differ from real CLIP, but every
     prompt is padded to 77 tokens, so compute and memory are those of the real model.
     """
     import diffusers
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+    import torch
 
     with tempfile.TemporaryDirectory(prefix="opsconsole-tok-") as tmp:
         tokenizer = build_clip_tokenizer(Path(tmp))
-    unet = UNet2DConditionModel.from_config(_read_config(family, "unet"))
-    vae = AutoencoderKL.from_config(_read_config(family, "vae"))
-    text_encoder = CLIPTextModel(CLIPTextConfig(**_read_config(family, "text_encoder")))
     scheduler = _scheduler(family)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            parts = _random_networks(family)
+    finally:
+        torch.set_default_dtype(previous)
     if family == "sd15":
-        pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                                 scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                                 requires_safety_checker=False)
+        pipe = diffusers.StableDiffusionPipeline(tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+                                                 feature_extractor=None, requires_safety_checker=False, **parts)
     else:
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_read_config(family, "text_encoder_2")))
-        pipe = diffusers.StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-                                                   tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
-                                                   scheduler=scheduler, add_watermarker=False)
-    return pipe.to(dtype=dtype)
+        pipe = diffusers.StableDiffusionXLPipeline(tokenizer=tokenizer, tokenizer_2=tokenizer, scheduler=scheduler,
+                                                   add_watermarker=False, **parts)
+    return pipe.to(dtype=dtype)  # a few weights (token embeddings) ignore the default dtype
+
+
+def _random_networks(family: str) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    parts = {"unet": UNet2DConditionModel.from_config(_read_config(family, "unet")),
+             "vae": AutoencoderKL.from_config(_read_config(family, "vae")),
+             "text_encoder": CLIPTextModel(CLIPTextConfig(**_read_config(family, "text_encoder")))}
+    if family == "sdxl":
+        parts["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**_read_config(family, "text_encoder_2")))
+    return parts
 
 
 # --- entry point ------------------------------------------------------------------------
@@ -265,13 +298,14 @@ def _quiet_progress_bars() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_pipeline(model: str, weights: str, dtype: Any) -> LoadedPipeline:
-    """The pipeline for --model/--weights, on CPU in `dtype` (the caller moves it to its device)."""
+def load_pipeline(model: str, weights: str, dtype: Any, device: str = "cpu") -> LoadedPipeline:
+    """The pipeline for --model/--weights in `dtype`; on CPU, except random ones, built on `device`
+    (the caller moves the pipeline to its device either way)."""
     _quiet_progress_bars()
     check_model(model, weights)
     if weights == "random":
         family = RANDOM_NAMES[model.lower()]
-        return LoadedPipeline(build_random(family, dtype), family, "random")
+        return LoadedPipeline(build_random(family, dtype, device), family, "random")
     if model in TINY_NAMES:
         family = TINY_NAMES[model]
         path = ensure_tiny(family)

@@ -223,17 +223,22 @@ class NvmlCollector:
             gpu.identity = self._identity(gpu.handle)
         except GpuLost:
             gpu.identity = {}
+            gpu.handle_retry_at = self._clock() + HANDLE_RETRY_S
 
-    def close(self) -> None:
+    def _stop_xid_watch(self) -> None:
         self._stop.set()
         if self._xid_thread is not None:
             self._xid_thread.join(timeout=2.0)
+            self._xid_thread = None
         if self._event_set is not None:
             try:
                 pynvml.nvmlEventSetFree(self._event_set)
             except Exception:  # noqa: BLE001
                 pass
             self._event_set = None
+
+    def close(self) -> None:
+        self._stop_xid_watch()
         if self._kernel is not None:
             self._kernel.close()
         if self._initialised:
@@ -246,7 +251,8 @@ class NvmlCollector:
             if error is not None:
                 return GpuReading(nvml=error)
             gpus = tuple(self._read_gpu(gpu) for gpu in self._gpus)
-        except NvmlDown as exc:
+        except NvmlDown as exc:  # driver unloaded/replaced under us: start over later
+            self._stop_xid_watch()
             self._shutdown_quietly()
             state = init_error_state(exc.error, self._pci_devices)
             self._init_state, self._init_retry_at = state, self._clock() + INIT_RETRY_S
@@ -258,7 +264,7 @@ class NvmlCollector:
         return GpuReading(nvml=state, gpus=gpus, xid_events=self.xid_log.events())
 
     def _read_gpu(self, gpu: _Gpu) -> GpuSnapshot:
-        if gpu.handle is None and self._clock() >= gpu.handle_retry_at:
+        if (gpu.handle is None or not gpu.identity) and self._clock() >= gpu.handle_retry_at:
             self._fetch_handle(gpu)
         identity = {"index": gpu.index, **gpu.identity}
         if gpu.handle is None:
@@ -435,6 +441,7 @@ class NvmlCollector:
         if self._kernel is None:
             self._kernel = KernelXidReader()
         self._poll_kernel()  # XIDs already in the kernel log are in the very first reading
+        self._stop.clear()
         self._xid_thread = threading.Thread(target=self._watch_xid, name="opsconsole-xid", daemon=True)
         self._xid_thread.start()
 

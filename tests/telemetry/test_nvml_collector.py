@@ -255,3 +255,27 @@ def test_kernel_xid_lines_are_mapped_to_gpus_by_pci_id(fake: FakeNvml, tmp_path)
         collector.close()
     (event,) = events
     assert (event.xid, event.gpu, event.source) == (48, 2, "kernel")
+
+
+def test_driver_reload_restarts_cleanly_with_one_xid_watcher(fake: FakeNvml, clock, tmp_path) -> None:  # noqa: ANN001
+    import threading
+
+    from opsconsole.telemetry.xid import KernelXidReader
+
+    before = {t for t in threading.enumerate() if t.name == "opsconsole-xid"}  # other tests' leftovers, if any
+    collector = NvmlCollector(kernel_reader=KernelXidReader(kmsg_path=str(tmp_path / "x"), dmesg=("false",)), clock=clock)
+    watchers = lambda: [t for t in threading.enumerate() if t.name == "opsconsole-xid" and t not in before]  # noqa: E731
+    try:
+        assert collector.collect().nvml.status == "ok" and len(watchers()) == 1
+        fake.fail(0, "nvmlDeviceGetUtilizationRates", pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+        assert collector.collect().nvml.status == "no_driver"
+        assert watchers() == []
+        fake.gpus[0]["nvmlDeviceGetUtilizationRates"] = SimpleNamespace(gpu=5, memory=1)
+        clock.now += 11
+        assert collector.collect().nvml.status == "ok" and len(watchers()) == 1
+        fake.emit_xid(0, 13)
+        events = wait_for(lambda: collector.collect().xid_events)
+        assert [e.xid for e in events] == [13]
+    finally:
+        collector.close()
+    assert watchers() == []

@@ -73,3 +73,11 @@ def test_kb_list_show_search(capsys) -> None:
     assert "did you mean gated-model" in capsys.readouterr().err
     assert main(["kb", "search", "shared", "memory", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "dataloader-shm"
+
+
+def test_run_playbook_runs_the_top_matchs_playbook_on_the_log(tmp_path, capsys) -> None:
+    code = main(["diagnose", _log(tmp_path, OOM), "--run-playbook", "--simulate", "healthy-8xh100"])
+    shown = capsys.readouterr().out
+    assert "playbook cuda-oom" in shown and "Verdict" in shown
+    assert code in (0, 1, 2)  # the playbook's verdict, not a usage error
+    assert main(["diagnose", _log(tmp_path, OOM), "--run-playbook", "--json"]) == 3

@@ -181,7 +181,7 @@ def _gpu_table(gpus: tuple[GpuSnapshot, ...], width: int) -> Table:
         table.add_column(column, no_wrap=column != "notes", overflow="fold" if column == "notes" else "ellipsis",
                          max_width=18 if column == "name" else None)
     for g in gpus:
-        if g.state != "ok":
+        if g.state not in ("ok", "stale"):
             table.add_row(str(g.index), _short(g.name), *[""] * (len(columns) - 3),
                           Text(f"{g.state.upper()}: {g.error or ''}", style="bold red"))
             continue
@@ -192,7 +192,10 @@ def _gpu_table(gpus: tuple[GpuSnapshot, ...], width: int) -> Table:
         if wide:
             row += [f"{_num(g.clocks.sm)}/{_num(g.clocks.sm_max)}",
                     "—" if g.performance_state is None else str(g.performance_state)]
-        table.add_row(*row, Text(_gpu_notes(g), style="yellow"))
+        if g.state == "stale":  # NVML not responding: the last values, dimmed
+            table.add_row(*row, Text("STALE: NVML not answering", style="bold red"), style="dim")
+        else:
+            table.add_row(*row, Text(_gpu_notes(g), style="yellow"))
     table.caption = ("util %: gpu/memory · °C: now/slowdown · W: draw/limit"
                      + (" · SM MHz: now/max · P: performance state" if wide else ""))
     table.caption_justify = "left"
@@ -207,11 +210,11 @@ def _process_table(gpus: tuple[GpuSnapshot, ...], width: int, limit: int = 60) -
                   box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("gpu", "pid", "user", "VRAM GiB", "CPU %", "RSS GiB", "command"):
         table.add_column(column, no_wrap=True, overflow="ellipsis")
-    command_width = max(16, width - 52)
+    command_width = max(16, width - 56)
     for p in procs[:limit]:
-        table.add_row(str(p.gpu), str(p.pid), p.user or ("(other container)" if not p.visible else "?"),
+        table.add_row(str(p.gpu), str(p.pid), p.user or ("(hidden)" if not p.visible else "?"),
                       _gib(p.used_memory), _num(p.cpu_percent), _gib(p.rss),
-                      _clip(p.command or ("not visible on this host" if not p.visible else ""), command_width))
+                      _clip(p.command or ("pid not on this host (container?)" if not p.visible else ""), command_width))
     if len(procs) > limit:
         table.caption = f"{len(procs) - limit} more not shown (see --json)"
     return table

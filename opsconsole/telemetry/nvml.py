@@ -335,7 +335,6 @@ class NvmlCollector:
             "compute_mode": None if compute_mode is None else _COMPUTE_MODES.get(compute_mode, str(compute_mode)),
             "mig_mode": mig_on,
             "mig_devices": self._mig_devices(h) if mig_on else (),
-            "bar1_total": getattr(_read(T.nvmlDeviceGetBAR1MemoryInfo, h), "bar1Total", None),
         }
 
     @staticmethod

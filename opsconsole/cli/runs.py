@@ -165,13 +165,16 @@ def _print_updates(updates: Iterable[Any], stream: TextIO, progress: bool = Fals
         if update.lines:
             stream.write("\n".join(update.lines) + "\n")
         if progress:
+            latest = None  # a backlog of progress events shows only its newest
             for event in update.events:
-                now = time.monotonic()
-                if event["type"] == "progress" and (now - last_progress >= 1.0 or event.get("step") == event.get("total")):
-                    last_progress = now
-                    stream.write(_progress_line(event) + "\n")
+                if event["type"] == "progress":
+                    latest = event
                 elif event["type"] in ("finding", "artifact"):
                     stream.write(f"» {event['type']}: {event.get('message') or event.get('path')}\n")
+            now = time.monotonic()
+            if latest and (now - last_progress >= 1.0 or latest.get("step") == latest.get("total")):
+                last_progress = now
+                stream.write(_progress_line(latest) + "\n")
         stream.flush()
 
 

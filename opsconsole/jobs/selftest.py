@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_job_options(parser)
     parser.add_argument("--lines", type=int, default=5, help="log lines (and progress steps) to print")
     parser.add_argument("--interval", type=float, default=0.0, help="seconds between lines")
-    parser.add_argument("--progress-bar", action="store_true", help="also draw a \\r progress bar with ANSI colour")
+    parser.add_argument("--progress-bar", action="store_true",
+                        help="draw a \\r progress bar with ANSI colour instead of lines (no final newline)")
     parser.add_argument("--raise", dest="raise_message", metavar="MESSAGE",
                         help="raise RuntimeError(MESSAGE) after the lines (a failed run)")
     parser.add_argument("--job-error", metavar="MESSAGE", help="fail with a one-line JobError(MESSAGE)")
@@ -65,15 +66,14 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     for i in range(1, args.lines + 1):
         if ctx.stop_requested:
             break
-        ctx.log(f"selftest line {i}/{args.lines}")
-        if args.progress_bar:
+        if args.progress_bar:  # redrawn in place, and left without a final newline (like an unclosed tqdm)
             sys.stdout.write(f"\r\x1b[32m{i * 100 // max(args.lines, 1):3d}%\x1b[0m |{'#' * i}")
             sys.stdout.flush()
+        else:
+            ctx.log(f"selftest line {i}/{args.lines}")
         ctx.progress(i, args.lines, unit="line", value=i * 0.5)
         done = i
         _sleep(ctx, args.interval)
-    if args.progress_bar:
-        print(flush=True)
     if args.artifact:
         path = ctx.artifacts_dir / "selftest.txt"
         path.write_text(f"{done} lines\n", encoding="utf-8")

@@ -144,6 +144,17 @@ def cuda_status(python: str) -> tuple[bool, int | None, str]:
     return available, int(fields[1]), detail
 
 
+def check_torch_installed(python: str, world_size: int) -> None:
+    """`--gpus N` launches torch.distributed.run: torch must be importable by `python` (cheap: no import)."""
+    code = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"
+    try:
+        missing = subprocess.run([python, "-c", code], capture_output=True, timeout=CUDA_CHECK_TIMEOUT_S).returncode
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"--python {python}: cannot run it ({exc})") from None
+    if missing:
+        raise UsageError(f"--gpus {world_size} launches torch.distributed.run, but torch is not installed in {python}")
+
+
 def host_has_nvidia_gpu() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
 
@@ -220,6 +231,8 @@ def plan_launch(kind: str, job_argv: list[str], python: str | None = None, gpus:
     device = str(getattr(args, "device", "cpu") or "cpu")
     if device.startswith("cuda"):
         check_cuda(interpreter, device)
+    elif world_size > 1:
+        check_torch_installed(interpreter, world_size)
     env = dict(os.environ)
     return LaunchPlan(kind=kind, job_argv=list(job_argv), python=interpreter, device=device,
                       gpus=gpus_for(device, world_size, env), world_size=world_size,

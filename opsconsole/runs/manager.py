@@ -182,6 +182,8 @@ class RunManager:
                     while final:
                         yield final
                         final = tail.poll()
+                    if tail.partial_line:  # a last line without a newline (e.g. a progress bar)
+                        yield TailUpdate(lines=[tail.partial_line])
                     return
             time.sleep(poll)
 

@@ -105,3 +105,12 @@ def test_from_end_starts_near_the_end_on_a_line_boundary(tmp_path: Path) -> None
     assert lines[-1] == "line 9999" and all(line.startswith("line ") for line in lines)
     assert len(lines) < 20
     assert os.path.getsize(log) > 50000
+
+
+def test_follow_shows_a_last_line_without_newline(tmp_path: Path) -> None:
+    from opsconsole.runs import RunManager
+
+    manager = RunManager()
+    record = manager.launch("selftest", ["--lines", "3", "--progress-bar"])
+    lines = [line for update in manager.follow(record.id) for line in update.lines]
+    assert lines[-1] == "100% |###"  # the bar's final state, without its ANSI colour

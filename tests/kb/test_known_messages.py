@@ -58,6 +58,10 @@ CASES = [
     ("gpu_hardware_xid", "[Tue Jun  4 03:12:44 2024] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n[Tue Jun  4 03:12:44 2024] NVRM: GPU 0000:3b:00.0: GPU has fallen off the bus."),
     ("gpu_hardware_xid", "RuntimeError: CUDA error: uncorrectable ECC error encountered"),
     ("dataloader_workers", "ERROR: Unexpected bus error encountered in worker. This might be caused by insufficient shared memory (shm).\nRuntimeError: DataLoader worker (pid 3019) is killed by signal: Bus error."),
+    ("nan_inf", "caching latents...\n  File \"D:\\kohya_ss\\sd-scripts\\library\\train_util.py\", line 2428, in cache_batch_latents\nRuntimeError: NaN detected in latents: D:\\train\\img\\100_x\\020.jpg"),
+    ("checkpoint_mismatch", "!!! Exception during processing !!! mat1 and mat2 shapes cannot be multiplied (154x2048 and 768x320)"),
+    ("bitsandbytes", "[ERROR] bitsandbytes library load error: Configured CUDA binary not found at /venv/lib/python3.11/site-packages/bitsandbytes/libbitsandbytes_cuda128.so"),
+    ("version_incompat", "  File \"/venv/lib/python3.11/site-packages/diffusers/schedulers/scheduling_dpmsolver_multistep.py\", line 561, in convert_model_output\n    sigma = self.sigmas[self.step_index]\nIndexError: index 51 is out of bounds for dimension 0 with size 51"),
     ("dataloader_workers", "RuntimeError: Too many open files. Communication with the workers is no longer possible. Please increase the limit using `ulimit -n` in the shell or change the sharing strategy by calling `torch.multiprocessing.set_sharing_strategy('file_system')` at the beginning of your code"),
 ]
 

@@ -154,6 +154,10 @@ class RunManager:
                 result = record.run_dir.read_result()
                 if result is not None:
                     return result
+                if not record.run_dir.path.exists():  # the directory was deleted by hand
+                    return {"id": record.id, "kind": record.kind, "status": record.status,
+                            "exit_code": record.exit_code, "signal": record.signal, "metrics": record.metrics,
+                            "artifacts": [], "diagnoses": [], "error": f"run directory {record.dir} is missing"}
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {record.status} after {timeout} s")
             time.sleep(POLL_S)

@@ -68,6 +68,9 @@ def finalize_dead(record: RunRecord) -> dict:
         return existing
     note = ("[opsconsole] the run's processes are gone and no result was written (supervisor killed, "
             "reboot or power loss); marked crashed.")
+    supervisor_error = _last_line(run.supervisor_log)
+    if supervisor_error:
+        note += f" The supervisor said: {supervisor_error}"
     try:
         with open(run.log, "a", encoding="utf-8") as fh:
             fh.write("\n" + note + "\n")
@@ -76,3 +79,15 @@ def finalize_dead(record: RunRecord) -> dict:
     result = build_result(run, exit_code=None, signal=None, note=note)
     write_json_atomic(run.result, result)
     return result
+
+
+def _last_line(path) -> str:
+    """Last non-empty line of a small file ('' when missing or empty)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [l for l in fh.read().decode("utf-8", "replace").splitlines() if l.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""

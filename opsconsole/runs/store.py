@@ -116,6 +116,7 @@ class RunStore:
         return conn
 
     def _open_checked(self) -> None:
+        missing = not self.path.exists()
         try:
             with closing(self._raw_connect()) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -126,6 +127,10 @@ class RunStore:
                 self._check_columns(conn)
         except sqlite3.DatabaseError as exc:
             self._recover(exc)
+            return
+        if missing and self.runs_dir.is_dir() and any(self.runs_dir.iterdir()):
+            count = self.rebuild()  # the registry file was deleted: the run dirs still tell everything
+            self.recovery_note = f"run registry {self.path} was missing; rebuilt from {count} run dir(s)"
 
     @staticmethod
     def _check_columns(conn: sqlite3.Connection) -> None:

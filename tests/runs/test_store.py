@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from opsconsole.config import Settings
 from opsconsole.paths import state_dir
 from opsconsole.runs import RunManager, RunStore
@@ -49,3 +51,22 @@ def test_registry_and_state_dir_are_private() -> None:
     store = RunStore()
     assert store.path.stat().st_mode & 0o077 == 0
     assert state_dir().stat().st_mode & 0o077 == 0
+
+
+def test_deleted_registry_is_rebuilt_and_said(manager: RunManager) -> None:
+    record = manager.launch("selftest", ["--lines", "1"])
+    manager.wait(record.id, timeout=30)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{state_dir() / DB_NAME}{suffix}").unlink(missing_ok=True)
+    store = RunStore()
+    assert store.recovery_note and "missing" in store.recovery_note
+    assert [(r.id, r.status) for r in store.list()] == [(record.id, "ok")]
+
+
+def test_a_supervisor_that_cannot_start_leaves_a_crashed_run_with_its_reason(manager: RunManager,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the supervisor is started with the console's interpreter; make it fail at once
+    monkeypatch.setattr("opsconsole.runs.manager.sys.executable", "/bin/false")
+    record = manager.launch("selftest", ["--lines", "1"])
+    result = manager.wait(record.id, timeout=90)
+    assert result["status"] == "crashed" and "no result was written" in result["error"]

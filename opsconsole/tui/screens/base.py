@@ -59,6 +59,7 @@ class OpsScreen(Screen):
     """Base screen: shows the newest snapshot while active, nothing while hidden."""
 
     MODE = ""
+    AUTO_FOCUS = None  # each screen focuses a list/table itself: a text field would swallow the screen keys
     BINDINGS = [Binding("escape", "blur", "Leave field", show=False)]
 
     @property

@@ -12,6 +12,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Paste
 from textual.widgets import Input, OptionList, Static, TabbedContent, TabPane, TextArea
 from textual.widgets.option_list import Option
 
@@ -89,7 +90,8 @@ class DiagnoseScreen(OpsScreen):
                 with TabbedContent(id="diag-tabs"):
                     with TabPane("Evidence", id="tab-evidence"):
                         with VerticalScroll():
-                            yield Static("paste a log on the left, then ctrl+r", id="evidence", markup=False)
+                            yield Static("paste a log here (it is diagnosed at once), or type it on the left and press ctrl+r",
+                                         id="evidence", markup=False)
                     with TabPane("KB entry", id="tab-entry"):
                         yield KbEntryView(id="diag-entry")
         yield from self.compose_footer()
@@ -98,7 +100,18 @@ class DiagnoseScreen(OpsScreen):
         self.query_one("#diag-input").border_title = "Log (paste, or a path above)"
         self.query_one("#diag-output").border_title = "Matches"
         self.query_one("#matches").styles.height = 8
-        self.query_one("#log-text", TextArea).focus()
+        # Focus starts outside the text area so the screen keys (1-6, ?) keep working;
+        # a paste anywhere on this screen lands in the log and is diagnosed at once.
+        self.query_one("#matches").focus()
+
+    def on_paste(self, event: Paste) -> None:
+        area = self.query_one("#log-text", TextArea)
+        if area.has_focus or self.query_one("#log-path", Input).has_focus:
+            return
+        event.stop()
+        self.source_path = None
+        area.load_text(event.text)
+        self.action_diagnose()
 
     # -- input -------------------------------------------------------------
     def action_open_file(self) -> None:

@@ -38,7 +38,7 @@ def env_table(env: CudaEnv, findings: list[Finding]) -> Table:
     row("CUDA available", env.cuda_available, "green" if env.cuda_available else "yellow")
     if env.cuda_error:
         row("CUDA error", env.cuda_error, "red")
-    row("devices", ", ".join(f"{d.index}: {d.name} (sm {d.capability})" for d in env.devices) or env.device_count)
+    row("devices", device_summary(env) or env.device_count)
     row("arch list", " ".join(env.arch_list))
     row("arch covers GPUs", env.arch_covered, "" if env.arch_covered is not False else "bold red")
     row("bf16", env.bf16_supported)
@@ -52,6 +52,15 @@ def env_table(env: CudaEnv, findings: list[Finding]) -> Table:
         table.add_row(Text(SEVERITY_ICON.get(finding.severity, "?") + " finding", style=SEVERITY_STYLE.get(finding.severity)),
                       Text(f"{finding.message}" + (f"  → KB {finding.kb}" if finding.kb else "")))
     return table
+
+
+def device_summary(env: CudaEnv) -> str:
+    """"8 × NVIDIA H100 80GB HBM3 (sm 9.0)" — identical devices grouped, in index order."""
+    groups: dict[tuple, list[int]] = {}
+    for device in env.devices:
+        groups.setdefault((device.name, device.capability), []).append(device.index)
+    return ", ".join(f"{len(ids)} × {name} (sm {cap}, #{','.join(map(str, ids))})" if len(ids) > 1 else
+                     f"#{ids[0]} {name} (sm {cap})" for (name, cap), ids in groups.items())
 
 
 def env_findings(env: CudaEnv, base: tuple[Finding, ...]) -> list[Finding]:
@@ -71,13 +80,14 @@ class EnvironmentScreen(OpsScreen):
         yield from self.compose_tabs()
         with Vertical(classes="main", id="env-pane"):
             yield Input(placeholder="another interpreter, e.g. /opt/venvs/ml/bin/python (Enter probes it)", id="env-python", compact=True)
-            with VerticalScroll():
+            with VerticalScroll(id="env-scroll"):
                 yield Static("waiting for the probe…", id="env-main")
                 yield Static("", id="env-other")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
         self.query_one("#env-pane").border_title = "CUDA environment"
+        self.query_one("#env-scroll").focus()
 
     def show_snapshot(self, snapshot) -> None:
         env = snapshot.cuda_env

@@ -144,16 +144,19 @@ def _boot_time() -> float:
 class KernelXidReader:
     """Reads NVRM Xid lines from the kernel log without ever blocking.
 
-    /dev/kmsg is read non-blocking, at most `max_records` per poll (the first
-    poll replays the ring buffer). Where it is not readable (dmesg_restrict,
+    /dev/kmsg is read non-blocking, at most `max_records` per poll; the first
+    poll replays the whole ring buffer (up to `first_max_records`, a few ms per
+    thousand records) so XIDs since boot are in the first reading. Where it is not readable (dmesg_restrict,
     containers) `dmesg` is run at most every `dmesg_interval` seconds with a
     short timeout. Lines already seen are skipped.
     """
 
     def __init__(self, kmsg_path: str = "/dev/kmsg", dmesg: tuple[str, ...] = ("dmesg",),
-                 max_records: int = 4000, dmesg_interval: float = 30.0, dmesg_timeout: float = 1.0) -> None:
+                 max_records: int = 4000, dmesg_interval: float = 30.0, dmesg_timeout: float = 1.0,
+                 first_max_records: int = 50_000) -> None:
         self.kmsg_path, self.dmesg = kmsg_path, dmesg
         self.max_records, self.dmesg_interval, self.dmesg_timeout = max_records, dmesg_interval, dmesg_timeout
+        self._budget = first_max_records  # records the next kmsg poll may read
         self._fd: int | None = None
         self._kmsg_failed = False
         self._dmesg_failed = False
@@ -196,7 +199,8 @@ class KernelXidReader:
                 return None
             self.source = "kmsg"
         out: list[tuple[float, str]] = []
-        for _ in range(self.max_records):
+        budget, self._budget = self._budget, self.max_records
+        for _ in range(budget):
             try:
                 record = os.read(self._fd, 8192)
             except BlockingIOError:

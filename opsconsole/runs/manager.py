@@ -21,6 +21,7 @@ from typing import Any
 from .. import __version__
 from ..config import Settings
 from ..errors import UsageError
+from ..paths import PACKAGE_DIR
 from ..redact import redact_argv, redact_env
 from .launch import LaunchPlan, child_env, plan_launch
 from .procs import is_alive, sigterm_then_kill, start_time, wait_gone
@@ -92,8 +93,12 @@ class RunManager:
         return self.store.get(run_id) or record
 
     def _spawn_supervisor(self, run: RunDir, plan: LaunchPlan, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "opsconsole.runs.supervisor", "--state-dir", str(self.store.root),
-                str(run.path), "--", *plan.child_argv]
+        # -E: the supervisor (console-side Python) ignores the PYTHONPATH meant for the user's interpreter;
+        # it finds opsconsole where this process found it. The job still gets the full env.
+        boot = (f"import sys; sys.path.insert(0, {str(PACKAGE_DIR.parent)!r}); "
+                "from opsconsole.runs.supervisor import main; sys.exit(main())")
+        argv = [sys.executable, "-E", "-c", boot, "--state-dir", str(self.store.root), str(run.path), "--",
+                *plan.child_argv]
         log_fd = os.open(run.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,

@@ -62,6 +62,10 @@ CASES = [
     ("checkpoint_mismatch", "!!! Exception during processing !!! mat1 and mat2 shapes cannot be multiplied (154x2048 and 768x320)"),
     ("bitsandbytes", "[ERROR] bitsandbytes library load error: Configured CUDA binary not found at /venv/lib/python3.11/site-packages/bitsandbytes/libbitsandbytes_cuda128.so"),
     ("version_incompat", "  File \"/venv/lib/python3.11/site-packages/diffusers/schedulers/scheduling_dpmsolver_multistep.py\", line 561, in convert_model_output\n    sigma = self.sigmas[self.step_index]\nIndexError: index 51 is out of bounds for dimension 0 with size 51"),
+    ("driver_library_mismatch", "RuntimeError: CUDA error: system not yet initialized\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side assertions."),
+    ("version_incompat", "A module that was compiled using NumPy 1.x cannot be run in\nNumPy 2.0.2 as it may crash. To support both 1.x and 2.x\nImportError: numpy.core.multiarray failed to import"),
+    ("version_incompat", "AttributeError: module 'torch' has no attribute 'float8_e4m3fn'"),
+    ("cuda_oom", "tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating tensor with shape[64,1024,1024] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc"),
     ("dataloader_workers", "RuntimeError: Too many open files. Communication with the workers is no longer possible. Please increase the limit using `ulimit -n` in the shell or change the sharing strategy by calling `torch.multiprocessing.set_sharing_strategy('file_system')` at the beginning of your code"),
 ]
 

@@ -32,7 +32,9 @@ def err() -> Console:
 
 
 def print_error(message: str) -> None:
-    err().print(f"[bold red]opsconsole: error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape  # the message is plain text: "[job flags]" must not vanish as markup
+
+    err().print(f"[bold red]opsconsole: error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

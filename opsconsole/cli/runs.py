@@ -45,7 +45,7 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
                     "`opsconsole run KIND --help` lists them. Kinds: " + ", ".join(JOB_KINDS),
     )
     _add_run_options(run, suppress=False)
-    run.add_argument("kind", metavar="KIND", help="job kind: " + ", ".join(JOB_KINDS))
+    run.add_argument("kind", metavar="KIND", nargs="?", help="job kind: " + ", ".join(JOB_KINDS))
     run.add_argument("job_args", nargs=argparse.REMAINDER, metavar="JOB_FLAGS", help="flags of the job kind")
     run.set_defaults(handler=cmd_run)
 
@@ -109,6 +109,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ..runs.launch import job_parser
 
     job_argv, args, settings = _split_run_flags(args, settings)
+    if not args.kind:
+        from ..jobs import JOB_KINDS
+
+        raise UsageError(f"which kind of run? `opsconsole run KIND [job flags]`, KIND one of: {', '.join(JOB_KINDS)}")
     if any(a in ("-h", "--help") for a in job_argv):
         sys.stdout.write(job_parser(args.kind, prog=f"opsconsole run {args.kind}").format_help())
         return 0

@@ -162,3 +162,9 @@ def test_foreground_run_is_stopped_by_ctrl_c_or_hangup(sig: str) -> None:
     assert "stopping run" in err
     (record,) = RunManager().list()
     assert record.status == "stopped" and "stopped" in rest
+
+
+def test_run_without_kind_names_the_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 3
+    err = capsys.readouterr().err
+    assert "[job flags]" in err and "selftest" in err

@@ -49,19 +49,48 @@ def _best(options: list[frozenset[str]]) -> frozenset[str] | None:
     return max(usable, key=_strength) if usable else None
 
 
-def _sequence(items) -> frozenset[str] | None:  # noqa: ANN001 - sre_parse.SubPattern
-    """A set of strings one of which every match of `items` contains (best guess), or None."""
-    options: list[frozenset[str]] = []
-    run: list[str] = []
+MAX_EXPANSIONS = 32
 
-    def flush() -> None:
-        if run:
-            options.append(frozenset({"".join(run)}))
-            run.clear()
 
+def _pure(items) -> frozenset[str] | None:  # noqa: ANN001
+    """All strings `items` can match when it is only literals and alternations of them."""
+    results = frozenset({""})
     for op, av in items:
         if op is sre_constants.LITERAL:
-            run.append(chr(av))
+            choices = frozenset({chr(av)})
+        elif op is sre_constants.SUBPATTERN:
+            choices = _pure(av[-1])
+        elif op is sre_constants.BRANCH:
+            alternatives = [_pure(alt) for alt in av[1]]
+            choices = None if any(a is None for a in alternatives) else frozenset().union(*alternatives)
+        else:
+            return None
+        if choices is None or len(results) * len(choices) > MAX_EXPANSIONS:
+            return None
+        results = frozenset(r + c for r in results for c in choices)
+    return results
+
+
+def _sequence(items) -> frozenset[str] | None:  # noqa: ANN001 - sre_parse.SubPattern
+    """A set of strings one of which every match of `items` contains (best guess), or None.
+
+    Adjacent literals and alternations of literals are expanded together
+    (`loss(?:: nan|=nan)` gives {"loss: nan", "loss=nan"}), so the parser's
+    factoring of common prefixes does not leave only short fragments.
+    """
+    options: list[frozenset[str]] = []
+    run: frozenset[str] = frozenset({""})
+
+    def flush() -> None:
+        nonlocal run
+        if run != frozenset({""}):
+            options.append(run)
+        run = frozenset({""})
+
+    for op, av in items:
+        expansion = _pure([(op, av)]) if op in (sre_constants.LITERAL, sre_constants.SUBPATTERN, sre_constants.BRANCH) else None
+        if expansion is not None and len(run) * len(expansion) <= MAX_EXPANSIONS:
+            run = frozenset(r + e for r in run for e in expansion)
             continue
         flush()
         if op is sre_constants.SUBPATTERN:

@@ -71,7 +71,8 @@ def shape_dataset(count: int, size: int, seed: int = 0) -> list[ShapeSample]:
         background = rng.choice(BACKGROUNDS)
         colour = rng.choice([c for c in COLOURS if c != background])
         shape = rng.choice(SHAPES)
-        samples.append(ShapeSample(draw_shape(shape, colour, background, size, rng), caption_for(shape, colour, background)))
+        image = draw_shape(shape, colour, background, size, rng)
+        samples.append(ShapeSample(image, caption_for(shape, colour, background)))
     return samples
 
 

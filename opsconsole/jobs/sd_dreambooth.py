@@ -40,7 +40,8 @@ def validate(args: argparse.Namespace) -> None:
         raise JobError(f"--prior-loss-weight {args.prior_loss_weight}: must be >= 0", exit_code=3)
 
 
-def generate_class_images(trainer: SdLoraTrainer, count: int, steps: int, seed: int, ctx: JobContext) -> list[ShapeSample]:
+def generate_class_images(trainer: SdLoraTrainer, count: int, steps: int, seed: int,
+                          ctx: JobContext) -> list[ShapeSample]:
     """Class images from the base pipeline (before any LoRA), saved under artifacts/class_images/."""
     import torch
 

@@ -15,8 +15,8 @@ from typing import Any
 from .common import (JobContext, JobError, Timer, add_common_job_options, dtype_name, peak_memory, reset_peak_memory,
                      resolve_device, resolve_dtype, seed_everything, synchronize)
 from .sd_images import BLACK_KB, check_image_file, image_health
-from .sd_pipeline import ATTN_CHOICES, SCHEDULERS, check_attn_name, check_scheduler_name, keep_vae_fp32, set_attention, \
-    set_scheduler
+from .sd_pipeline import (ATTN_CHOICES, SCHEDULERS, check_attn_name, check_scheduler_name, keep_vae_fp32,
+                          require_packages, set_attention, set_scheduler)
 
 from .tiny_sd import check_model
 
@@ -146,6 +146,7 @@ def _save_images(images: Any, ctx: JobContext) -> None:
 
 def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     validate(args)
+    require_packages(args.scheduler, args.attn)
     from .tiny_sd import load_pipeline
 
     device = resolve_device(args.device)

@@ -26,20 +26,23 @@ ATTN_CHOICES = ("sdpa", "xformers", "eager")
 
 
 def check_scheduler_name(name: str | None) -> None:
-    if name is None:
-        return
-    if name not in SCHEDULERS:
+    if name is not None and name not in SCHEDULERS:
         raise JobError(f"unknown --scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}", exit_code=3)
-    needed = SCHEDULER_NEEDS.get(name)
-    if needed and importlib.util.find_spec(needed) is None:
-        raise JobError(f"--scheduler {name} needs the {needed} package, which this Python lacks: "
-                       f"pip install {needed} (or pick another scheduler)", exit_code=3)
 
 
 def check_attn_name(name: str) -> None:
     if name not in ATTN_CHOICES:
         raise JobError(f"unknown --attn {name!r}; choose one of: {', '.join(ATTN_CHOICES)}", exit_code=3)
-    if name == "xformers" and importlib.util.find_spec("xformers") is None:
+
+
+def require_packages(scheduler: str | None, attn: str) -> None:
+    """The optional packages the chosen scheduler / attention need, checked in the job's own
+    interpreter (the console may run another Python than --python): exit 3 naming the pip line."""
+    needed = SCHEDULER_NEEDS.get(scheduler or "")
+    if needed and importlib.util.find_spec(needed) is None:
+        raise JobError(f"--scheduler {scheduler} needs the {needed} package, which this Python lacks: "
+                       f"pip install {needed} (or pick another scheduler)", exit_code=3)
+    if attn == "xformers" and importlib.util.find_spec("xformers") is None:
         raise JobError("--attn xformers: the xformers package is not installed in this Python; "
                        "pip install xformers (matching your torch build) or use --attn sdpa", exit_code=3)
 

@@ -57,7 +57,11 @@ def validate_sd_trainer_options(args: argparse.Namespace) -> None:
         raise JobError("--grad-accum and --rank must be at least 1", exit_code=3)
     if args.optim not in ("adamw", "adamw8bit"):
         raise JobError(f"unknown --optim {args.optim!r}; choose adamw or adamw8bit", exit_code=3)
-    if args.optim == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
+
+
+def require_optimizer_package(optim: str) -> None:
+    """bitsandbytes for --optim adamw8bit, checked in the job's own interpreter."""
+    if optim == "adamw8bit" and importlib.util.find_spec("bitsandbytes") is None:
         raise JobError("--optim adamw8bit needs bitsandbytes, which this Python lacks: pip install bitsandbytes "
                        "(CUDA only), or use --optim adamw", exit_code=3)
 
@@ -213,6 +217,7 @@ def make_trainer(args: argparse.Namespace, dist: DistEnv) -> SdLoraTrainer:
     """Load the pipeline on the training device (VAE in fp32 where the model asks for it)."""
     import torch
 
+    require_optimizer_package(args.optim)
     dtype = resolve_dtype(args.dtype, dist.device)
     seed_everything(args.seed + dist.rank)
     loaded = load_pipeline(args.model, args.weights, dtype, dist.device)

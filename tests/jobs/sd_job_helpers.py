@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture
-def sd_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared_sd_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """XDG_CACHE_HOME for the children, shared by the whole session: the tiny SD 1.5 / SDXL
     pipelines are built (save_pretrained) by the first run and loaded by every later one."""
     path = tmp_path_factory.getbasetemp() / "sd-tiny-cache"

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 from job_runner import run_job
-from sd_job_helpers import png_size, sd_cache, write_mask_png, write_shape_png  # noqa: F401  (fixture)
+from sd_job_helpers import png_size, shared_sd_cache, write_mask_png, write_shape_png
 
 pytestmark = pytest.mark.ml
 
 FAST = ["--device", "cpu", "--steps", "4", "--warmup-steps", "1"]
+
+
+@pytest.fixture
+def sd_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_sd_cache(tmp_path_factory)
 
 
 def sd_infer(argv: list[str], tmp_path: Path, cache: Path, name: str = "run"):

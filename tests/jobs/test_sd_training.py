@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 from job_runner import read_run, run_job, start_job
-from sd_job_helpers import png_size, sd_cache  # noqa: F401  (fixture)
+from sd_job_helpers import png_size, shared_sd_cache
 
 pytestmark = pytest.mark.ml
+
+
+@pytest.fixture
+def sd_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_sd_cache(tmp_path_factory)
 
 
 def assert_trained(run, steps: int) -> dict:

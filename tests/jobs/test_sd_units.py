@@ -12,6 +12,8 @@ from opsconsole.jobs import sd_dreambooth, sd_infer, sd_lora
 from opsconsole.jobs.common import JobError
 from opsconsole.jobs.sd_data import INSTANCE_PROMPT, instance_dataset, shape_dataset
 from opsconsole.jobs.sd_images import BLACK_KB, check_image_file, image_health, sniff_image_format
+from opsconsole.jobs.sd_pipeline import require_packages
+from opsconsole.jobs.sd_training import require_optimizer_package
 from opsconsole.jobs.tiny_sd import CONFIG_DIR, learn_bpe_merges, write_clip_tokenizer_files
 
 
@@ -59,17 +61,24 @@ def test_bad_infer_flags_exit_3(argv: list[str], words: str) -> None:
 
 
 def test_missing_optional_packages_give_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked by the job in its own interpreter, not by validate(): the console may run
+    another Python than the --python the run uses."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("xformers", "scipy", "bitsandbytes") else real(name, *a))
-    with pytest.raises(JobError, match="pip install xformers"):
-        sd_infer.validate(infer_args("--attn", "xformers"))
+    sd_infer.validate(infer_args("--attn", "xformers", "--scheduler", "lms"))
+    sd_lora.validate(sd_lora.build_parser().parse_args(["--optim", "adamw8bit"]))
+    with pytest.raises(JobError, match="pip install xformers") as err:
+        require_packages("ddim", "xformers")
+    assert err.value.exit_code == 3
     with pytest.raises(JobError, match="needs the scipy package"):
-        sd_infer.validate(infer_args("--scheduler", "lms"))
+        require_packages("lms", "sdpa")
     with pytest.raises(JobError, match="needs bitsandbytes"):
-        sd_lora.validate(sd_lora.build_parser().parse_args(["--optim", "adamw8bit"]))
+        require_optimizer_package("adamw8bit")
+    require_packages("euler-a", "eager")
+    require_optimizer_package("adamw")
 
 
 def test_trainer_flags(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from .common import JobError
 from .tiny_gemma import ARCHITECTURES, CONFIGS_DIR, ensure_tiny_gemma
 
-ATTN_CHOICES = ("eager", "sdpa", "flash_attention_2")
+ATTN_CHOICES = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 QUANT_CHOICES = ("none", "int8", "int4")
 
 
@@ -128,8 +128,11 @@ def load_model(source: GemmaSource, *, weights: str, device: str, dtype: Any, at
                 config = AutoConfig.from_pretrained(location, local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise _offline_error(location, exc) from exc
-        with torch.device(device):
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+        try:
+            with torch.device(device):
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+        except ValueError as exc:
+            raise _attention_error(attn, exc) or exc
         return model.eval()
     if source.kind == "path" and source.location.endswith(".json"):
         raise JobError(f"--model {source.location}: a config file has no weights; add --weights random", exit_code=3)
@@ -145,12 +148,25 @@ def load_model(source: GemmaSource, *, weights: str, device: str, dtype: Any, at
     try:
         model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except (OSError, ValueError) as exc:
-        if "attn_implementation" in str(exc) or "Flash" in str(exc):
-            raise JobError(f"--attn {attn}: {exc}", exit_code=3) from exc
-        raise _offline_error(location, exc) from exc
+        raise _attention_error(attn, exc) or _offline_error(location, exc) from exc
     if quant == "none":
         model = model.to(device)
     return model.eval()
+
+
+def _attention_error(attn: str, exc: Exception) -> JobError | None:
+    """One line for an attention backend the model class lacks (Gemma 2 has no SDPA path in
+    transformers 5: SDPA cannot soft-cap attention logits)."""
+    text = str(exc)
+    if "does not support an attention implementation" in text or "attn_implementation" in text:
+        import transformers
+
+        return JobError(f"--attn {attn}: not supported for this model by transformers {transformers.__version__} "
+                        f"({text.split('. ')[0]}); use --attn eager, or flex_attention (fused, keeps soft-capping)",
+                        exit_code=3)
+    if "flash" in text.lower() and attn == "flash_attention_2":
+        return JobError(f"--attn {attn}: {text.splitlines()[0][:300]}", exit_code=3)
+    return None
 
 
 def _config_file(path: str) -> Any:

@@ -29,12 +29,18 @@ def test_gemma_infer_tiny_on_cuda_measures_vram() -> None:
     assert m["device"].startswith("cuda") and m["dtype"] in ("bf16", "fp16")
 
 
-def test_gemma_infer_sdpa_with_compile_on_cuda() -> None:
-    result = _run("gemma-infer", ["--model", "tiny", "--device", "cuda", "--attn", "sdpa", "--compile",
+def test_gemma_infer_static_cache_compile_on_cuda() -> None:
+    result = _run("gemma-infer", ["--model", "tiny", "--device", "cuda", "--compile", "--turns", "2",
                                   "--max-new-tokens", "16"])
     assert result["status"] == "ok", result["log"]
-    assert result["metrics"]["attn"] == "sdpa" and result["metrics"]["compile"] is True
-    assert result["metrics"]["peak_vram_bytes"] > 0
+    assert result["metrics"]["compile"] is True and result["metrics"]["peak_vram_bytes"] > 0
+
+
+def test_gemma_infer_flex_attention_on_cuda() -> None:
+    result = _run("gemma-infer", ["--model", "tiny", "--device", "cuda", "--attn", "flex_attention",
+                                  "--max-new-tokens", "16"])
+    assert result["status"] == "ok", result["log"]
+    assert result["metrics"]["attn"] == "flex_attention" and result["metrics"]["peak_vram_bytes"] > 0
 
 
 def test_gemma_2_2b_random_weights_fill_real_memory() -> None:

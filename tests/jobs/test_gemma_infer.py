@@ -100,6 +100,16 @@ def test_missing_backends_are_bad_input_in_the_child(tmp_path: Path, cache: Path
     assert run.finish["status"] == "failed"
 
 
+def test_sdpa_on_gemma_2_is_a_one_line_error(tmp_path: Path, cache: Path) -> None:
+    """transformers 5 gives Gemma 2 no SDPA path (SDPA cannot soft-cap): say so and what to use."""
+    pytest.importorskip("torch")
+    run = run_job("gemma-infer", ["--attn", "sdpa", "--device", "cpu"], tmp_path / "run", cache)
+    if run.returncode == 0:
+        pytest.skip("this transformers runs Gemma 2 with SDPA")
+    assert run.returncode == 3 and "Traceback" not in run.log
+    assert "--attn sdpa" in run.finish["error"] and "flex_attention" in run.finish["error"]
+
+
 def test_quantization_without_bitsandbytes_is_a_clear_error() -> None:
     import importlib.util
 

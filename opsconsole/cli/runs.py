@@ -88,7 +88,9 @@ def _manager(settings: Settings) -> Any:
 
     manager = RunManager(settings)
     if manager.store.recovery_note:
-        err().print(f"[yellow]opsconsole: warning:[/] {manager.store.recovery_note}", soft_wrap=True)
+        from rich.markup import escape
+
+        err().print(f"[yellow]opsconsole: warning:[/] {escape(manager.store.recovery_note)}", soft_wrap=True)
     return manager
 
 

@@ -48,7 +48,7 @@ def test_launch_finishes_ok_with_result_json(manager: RunManager) -> None:
 
 def test_run_survives_the_launching_process(tmp_path: Path) -> None:
     launcher = subprocess.run(
-        [sys.executable, "-m", "opsconsole", "run", "selftest", "--lines", "4", "--interval", "0.25", "--json"],
+        [sys.executable, "-m", "opsconsole", "run", "selftest", "--lines", "4", "--interval", "0.5", "--json"],
         capture_output=True, text=True, timeout=60, check=True)
     run_id = json.loads(launcher.stdout)["id"]
     manager = RunManager()

@@ -91,8 +91,12 @@ class _Hits:
     last: Evidence | None = None
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _clip(text: str, start: int, end: int) -> str:
-    text = text.strip()
+    """The evidence text: printable, and at most MAX_EVIDENCE_TEXT around the match."""
+    text = _CONTROL.sub(" ", text).strip()
     if len(text) <= MAX_EVIDENCE_TEXT:
         return text
     half = MAX_EVIDENCE_TEXT // 2
@@ -190,9 +194,14 @@ class LogMatcher:
         hits = self._hits.get(target)
         if hits is None:
             hits = self._hits[target] = _Hits()
-        if hits.last is not None and hits.last.line == number:
-            return  # same line seen again (another literal, or a re-scanned partial line)
         evidence = Evidence(number, _clip(text, start, end))
+        if hits.last is not None and hits.last.line == number:
+            # The same line again (another literal, or a partial line now complete): keep the fuller text.
+            if len(evidence.text) > len(hits.last.text):
+                if hits.first is hits.last:
+                    hits.first = evidence
+                hits.last = evidence
+            return
         hits.count += 1
         if hits.first is None:
             hits.first = evidence

@@ -134,3 +134,18 @@ def test_iterable_of_lines_and_path(tmp_path) -> None:
     assert top(path)[0] == "diffusers-hub-api-moved"
     with path.open() as handle:
         assert top(handle)[0] == "diffusers-hub-api-moved"
+
+
+def test_live_partial_line_evidence_is_replaced_by_the_complete_line() -> None:
+    matcher = LogMatcher(KB)
+    matcher.feed("RuntimeError: CUDA error: an illegal memory access was encountered")
+    assert matcher.result().matches[0].evidence[0].text.endswith("was encountered")
+    matcher.feed(" (in kernel fused_attn_fwd)\n")
+    evidence = matcher.result().matches[0].evidence
+    assert len(evidence) == 1 and evidence[0].text.endswith("(in kernel fused_attn_fwd)")
+
+
+def test_evidence_text_has_no_control_characters() -> None:
+    log = b"\x00\x07RuntimeError: CUDA error: an illegal memory access was encountered\x08\n"
+    text = match_log(log, kb=KB).matches[0].evidence[0].text
+    assert text.startswith("RuntimeError") and text.isprintable()

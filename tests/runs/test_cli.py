@@ -168,3 +168,33 @@ def test_run_without_kind_names_the_kinds(capsys: pytest.CaptureFixture[str]) ->
     assert main(["run"]) == 3
     err = capsys.readouterr().err
     assert "[job flags]" in err and "selftest" in err
+
+
+def test_concurrent_launches_on_one_gpu_start_exactly_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from opsconsole.errors import UsageError
+
+    _fake_cuda(monkeypatch)
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def launch() -> None:
+        manager = RunManager()
+        barrier.wait()
+        try:
+            manager.launch("selftest", ["--device", "cuda:0", "--lines", "1000", "--interval", "0.1"])
+            outcomes.append("started")
+        except UsageError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=launch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["refused"] * 3 + ["started"]
+    manager = RunManager()
+    (record,) = manager.list()
+    manager.stop(record.id, grace=5)
+    assert _run_dirs() == [Path(record.dir)]  # the refused launches left nothing behind

@@ -114,3 +114,28 @@ def test_follow_shows_a_last_line_without_newline(tmp_path: Path) -> None:
     record = manager.launch("selftest", ["--lines", "3", "--progress-bar"])
     lines = [line for update in manager.follow(record.id) for line in update.lines]
     assert lines[-1] == "100% |###"  # the bar's final state, without its ANSI colour
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(["a", "b", "é", "\n", "\r", "\r\n", "\x1b[31m", "\x1b[0m", "100%", " "])
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.lists(_PIECES, max_size=60).map("".join), cuts=st.lists(st.integers(0, 400), max_size=8))
+def test_any_write_chunking_yields_the_same_lines_as_one_read(tmp_path_factory, text: str, cuts: list[int]) -> None:
+    run_dir = tmp_path_factory.mktemp("tail")
+    log = run_dir / "output.log"
+    data = text.encode()
+    log.write_bytes(b"")
+    tail = RunTail(run_dir)
+    got: list[str] = []
+    previous = 0
+    for cut in sorted({min(c, len(data)) for c in cuts}) + [len(data)]:
+        _append(log, data[previous:cut])  # a writer flushing at arbitrary byte boundaries (even mid-character)
+        previous = cut
+        got += tail.poll_log()
+    expected = [normalize_line(line) for line in text.split("\n")[:-1]]
+    assert got == expected
+    assert tail.partial_line == normalize_line(text.split("\n")[-1])

@@ -158,6 +158,10 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
 
     with Timer(device) as load_timer:
         loaded = load_pipeline(args.model, args.weights, dtype, "cpu" if args.cpu_offload else device)
+        in_channels = loaded.pipe.unet.config.in_channels
+        if in_channels == 9 and mode != "inpaint":
+            raise JobError(f"--model {args.model} is an inpainting checkpoint (9-channel UNet): give --init-image "
+                           f"and --mask, or use a txt2img model", exit_code=3)
         pipe = _task_pipeline(loaded.pipe, mode)
         scheduler = set_scheduler(pipe, args.scheduler)
         if args.vae_fp32:
@@ -200,7 +204,7 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
         "total_s": round(total_s, 4), "load_s": round(load_timer.seconds, 3), "warmup_s": round(warmup_s, 3),
         "attn": args.attn, "attn_processor": attn_processor, "attention_slicing": args.attention_slicing,
         "cpu_offload": args.cpu_offload, "dtype": dtype_name(dtype), "vae_dtype": vae_dtype, "device": device,
-        "nan_images": health.nan, "black_images": health.black, **peak_memory(device),
+        "unet_in_channels": pipe.unet.config.in_channels, "nan_images": health.nan, "black_images": health.black, **peak_memory(device),
     }
     _save_images(images, ctx)
     for name in ("it_per_s", "s_per_image", "peak_vram_bytes"):

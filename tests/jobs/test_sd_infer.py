@@ -70,7 +70,30 @@ def test_inpaint(tmp_path: Path, sd_cache: Path) -> None:
     pytest.importorskip("diffusers")
     image, mask = write_shape_png(tmp_path / "in.png"), write_mask_png(tmp_path / "mask.png")
     run = sd_infer(["--init-image", str(image), "--mask", str(mask), "--strength", "1.0"], tmp_path, sd_cache)
-    assert_generated(run, "inpaint", 1)
+    m = assert_generated(run, "inpaint", 1)
+    assert m["unet_in_channels"] == 4  # the tiny txt2img UNet: diffusers blends the known region each step
+
+
+def test_inpainting_checkpoint_with_a_9_channel_unet(tmp_path: Path, sd_cache: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real inpainting layout (latents + mask + masked-image latents in): inpaints, refuses txt2img."""
+    pytest.importorskip("torch")
+    from diffusers import UNet2DConditionModel
+
+    from opsconsole.jobs import tiny_sd
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(sd_cache))
+    inpaint_model = tmp_path / "tiny-inpaint"
+    shutil.copytree(tiny_sd.ensure_tiny("sd15"), inpaint_model)
+    config = dict(UNet2DConditionModel.load_config(inpaint_model / "unet"), in_channels=9)
+    UNet2DConditionModel.from_config(config).save_pretrained(inpaint_model / "unet")
+    image, mask = write_shape_png(tmp_path / "in.png"), write_mask_png(tmp_path / "mask.png")
+    run = sd_infer(["--model", str(inpaint_model), "--init-image", str(image), "--mask", str(mask)], tmp_path,
+                   sd_cache, "inpaint")
+    assert run.returncode == 0, run.log
+    assert run.metrics["mode"] == "inpaint" and run.metrics["unet_in_channels"] == 9
+    run = sd_infer(["--model", str(inpaint_model)], tmp_path, sd_cache, "txt2img")
+    assert run.returncode == 3 and "inpainting checkpoint" in run.finish["error"] and "Traceback" not in run.log
 
 
 def test_sdxl_tiny(tmp_path: Path, sd_cache: Path) -> None:

@@ -79,6 +79,8 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
             class_samples = generate_class_images(trainer, args.num_class_images, args.class_steps, args.seed, ctx)
         ctx.metric("class_images", len(class_samples))
         ctx.log(f"sd-dreambooth: {len(class_samples)} class images ({CLASS_PROMPT!r}) in {class_timer.seconds:.2f}s")
+        if ctx.stop_requested:  # stopped before training: the class images are what exists
+            return {"steps": 0, "class_images": len(class_samples), "class_images_s": round(class_timer.seconds, 3)}
         instance = instance_dataset(args.num_instance_images, trainer.resolution, seed=args.seed)
         trainer.add_lora(args.rank, args.lr, args.optim, args.grad_checkpointing)
         ctx.log(f"sd-dreambooth: {trainer.family} ({trainer.loaded.source}) {trainer.resolution}px, "

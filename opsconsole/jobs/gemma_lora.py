@@ -143,10 +143,29 @@ def _train(args: argparse.Namespace, ctx: JobContext, dist: DistEnv) -> dict[str
         ctx.artifact(adapter_dir, "adapter")
         ctx.log(f"adapter saved to {adapter_dir}")
         metrics["adapter_path"] = str(adapter_dir)
-        if not monitor.should_stop():
-            metrics.update(_reload_and_generate(args, ctx, model, tokenizer, data, adapter_dir, device, dtype))
+    reload = dist.is_main and not monitor.should_stop()
+    if reload:
+        probe = {k: v[:2].to(device) for k, v in data.items() if k != "labels"}
+        model.eval()
+        with torch.inference_mode():
+            trained_logits = model(**probe).logits.float()
+    # free the trained model before a second base is built (two 9B/27B bases don't fit one GPU)
+    del ddp_model, model, base, optimizer, trainable
+    _release_memory(device)
+    if reload:
+        metrics.update(_reload_and_generate(args, ctx, trained_logits, probe, tokenizer, adapter_dir, device, dtype))
     barrier(dist)
     return metrics
+
+
+def _release_memory(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
 
 
 def _write_rank_report(ctx: JobContext, dist: DistEnv, monitor: TrainMonitor, trainable: list[Any]) -> None:
@@ -159,16 +178,12 @@ def _write_rank_report(ctx: JobContext, dist: DistEnv, monitor: TrainMonitor, tr
                                 "params_checksum": params_checksum(trainable)}))
 
 
-def _reload_and_generate(args: argparse.Namespace, ctx: JobContext, model: Any, tokenizer: Any, data: dict[str, Any],
-                         adapter_dir: Any, device: str, dtype: Any) -> dict[str, Any]:
-    """Load the saved adapter onto a fresh base, compare logits with the trained model, generate once."""
+def _reload_and_generate(args: argparse.Namespace, ctx: JobContext, trained_logits: Any, probe: dict[str, Any],
+                         tokenizer: Any, adapter_dir: Any, device: str, dtype: Any) -> dict[str, Any]:
+    """Load the saved adapter onto a fresh base, compare logits with the trained model's, generate once."""
     import torch
     from peft import PeftModel
 
-    probe = {k: v[:2].to(device) for k, v in data.items() if k != "labels"}
-    model.eval()
-    with torch.inference_mode():
-        trained_logits = model(**probe).logits.float()
     reloaded = PeftModel.from_pretrained(_base_model(args, device, dtype), adapter_dir).eval()
     with torch.inference_mode():
         reloaded_logits = reloaded(**probe).logits.float()

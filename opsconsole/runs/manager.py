@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -56,19 +57,25 @@ class RunManager:
         """
         plan = self.plan(kind, argv, python, gpus)
         self.refresh_active()
-        run_id = new_run_id(kind)
-        run = RunDir(self.runs_dir / run_id)
-        now = time.time()
-        record = RunRecord(id=run_id, kind=kind, status="starting", dir=str(run.path), started_at=now,
-                           params=redact_argv(plan.job_argv), device=plan.device, gpus=plan.gpus,
-                           python=plan.python)
 
         def conflicts(active: list[RunRecord]) -> list[RunRecord]:
             if force or not plan.gpus:
                 return []
             return [r for r in active if set(r.gpus) & set(plan.gpus)]
 
-        busy = self.store.insert_if_free(record, conflicts)
+        for attempt in range(5):  # two launches of one kind in the same second may draw the same suffix
+            run_id = new_run_id(kind)
+            run = RunDir(self.runs_dir / run_id)
+            now = time.time()
+            record = RunRecord(id=run_id, kind=kind, status="starting", dir=str(run.path), started_at=now,
+                               params=redact_argv(plan.job_argv), device=plan.device, gpus=plan.gpus,
+                               python=plan.python)
+            try:
+                busy = self.store.insert_if_free(record, conflicts)
+                break
+            except sqlite3.IntegrityError:
+                if attempt == 4:
+                    raise
         if busy:
             other = busy[0]
             shared = sorted(set(other.gpus) & set(plan.gpus))

@@ -38,3 +38,35 @@ def test_run_manager_launches_gpus_2_on_cpu(tmp_path: Path) -> None:
     assert result["status"] == "ok", log
     assert result["metrics"]["world_size"] == 2 and result["metrics"]["steps"] == 3
     assert any(Path(a["path"] if isinstance(a, dict) else a).name == "adapter" for a in result["artifacts"])
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_ranks_at_the_same_step(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import signal
+    import time
+
+    from job_runner import read_run, start_job
+
+    run_dir = tmp_path / "run"
+    proc = start_job("gemma-lora", ["--device", "cpu", "--steps", "100000", "--batch", "2"], run_dir,
+                     tmp_path / "cache", nproc=2)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            events = run_dir / "events.jsonl"
+            if events.exists() and events.read_text().count('"progress"') >= 3:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "the job ended before it could be stopped"
+        proc.send_signal(signal.SIGTERM)  # torchrun forwards it to its workers
+        returncode = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = read_run(run_dir, returncode)
+    assert run.finish["status"] == "stopped"
+    ranks = [json.loads((run_dir / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]["losses"]) == len(ranks[1]["losses"]) == run.metrics["steps"] >= 3
+    [artifact] = run.of_type("artifact")
+    assert (Path(artifact["path"]) / "adapter_model.safetensors").is_file()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -66,7 +67,9 @@ def job_module(kind: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name == name:
             raise UsageError(f"run kind {kind!r} is not available in this install ({name} is missing)") from None
-        raise
+        raise UsageError(f"run kind {kind!r} cannot be loaded: {exc} (reinstall opsconsole)") from None
+    except ImportError as exc:
+        raise UsageError(f"run kind {kind!r} cannot be loaded: {exc} (reinstall opsconsole)") from None
 
 
 def job_parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
@@ -183,9 +186,7 @@ def shim_dir() -> Path:
     shim = ensure_private_dir(state_dir() / "pyshim")
     link = shim / "opsconsole"
     if not (link.is_symlink() and os.readlink(link) == str(PACKAGE_DIR)):
-        tmp = shim / f".opsconsole.{os.getpid()}"
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
+        tmp = shim / f".opsconsole.{os.getpid()}.{secrets.token_hex(4)}"  # unique per launcher and thread
         tmp.symlink_to(PACKAGE_DIR, target_is_directory=True)
         os.replace(tmp, link)
     return shim

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import parse_event_line
+from ..redact import redact_tree
 from .rundir import RunDir
 
 TOP_DIAGNOSES = 3
@@ -153,7 +154,7 @@ def build_result(run: RunDir, exit_code: int | None, signal: int | None, *,
         result["diagnoses"], skipped = diagnose(run, events.finish)
         if skipped:
             result["diagnosis_skipped"] = skipped
-    return result
+    return redact_tree(result)  # errors and evidence quote the log, which may print secrets
 
 
 def _dedupe(artifacts: list[dict[str, Any]], run: RunDir) -> list[dict[str, Any]]:

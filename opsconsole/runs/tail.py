@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import EVENTS_FILE, LOG_FILE, parse_event_line
+from ..redact import redact_text
 
 READ_CHUNK = 1 << 20          # bytes read per file per poll at most (a flood is consumed over several polls)
 MAX_LINE_BYTES = 64 * 1024    # a longer line is cut (display) so memory stays bounded
@@ -35,15 +36,16 @@ def strip_ansi(text: str) -> str:
 
 
 def normalize_line(raw: str) -> str:
-    """A display line: last non-empty `\\r` segment (what a terminal would show), ANSI stripped."""
+    """A display line: last non-empty `\\r` segment (what a terminal would show), ANSI stripped,
+    secrets redacted (a job may print a token or a URL with a password)."""
     raw = raw.rstrip("\r")
     if "\r" in raw:
         for segment in reversed(raw.split("\r")):
             shown = strip_ansi(segment)
             if shown.strip():
-                return shown.rstrip()
+                return redact_text(shown.rstrip())
         return ""
-    return strip_ansi(raw).rstrip()
+    return redact_text(strip_ansi(raw).rstrip())
 
 
 class IncrementalLines:

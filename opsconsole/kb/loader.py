@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..paths import bundled_dir
+from ..paths import bundled_dir, config_dir
 from .literals import MIN_LITERAL, required_literals
 from .model import AREAS, CATEGORIES, KbEntry, KbPattern, KnowledgeBase
 
@@ -181,15 +181,28 @@ def playbook_ids(dirs: Iterable[Path]) -> frozenset[str]:
     return frozenset(ids)
 
 
+def default_playbook_dirs() -> list[Path]:
+    """Where playbooks live: bundled, the user's config dir, and trusted_playbook_dirs."""
+    dirs = [bundled_dir("playbooks"), config_dir() / "playbooks"]
+    try:
+        from ..config import load_settings
+
+        dirs += [Path(d).expanduser() for d in load_settings().trusted_playbook_dirs]
+    except ConfigError:
+        pass  # a broken config is reported by the command that loads it
+    return dirs
+
+
 def load_kb(extra_dirs: Iterable[str | Path] = (), playbook_dirs: Iterable[str | Path] | None = None) -> KnowledgeBase:
     """Load the bundled KB plus `extra_dirs` (Settings.extra_kb_dirs).
 
     Playbook references are checked against `playbook_dirs` (default: the
-    bundled playbooks); when no playbook file exists at all the check is skipped.
+    bundled ones, ~/.config/opsconsole/playbooks and trusted_playbook_dirs);
+    when no playbook file exists at all the check is skipped.
     A later entry with an id already loaded is an error (first one wins).
     """
     kb = KnowledgeBase()
-    pb_dirs = [bundled_dir("playbooks")] if playbook_dirs is None else [Path(d).expanduser() for d in playbook_dirs]
+    pb_dirs = default_playbook_dirs() if playbook_dirs is None else [Path(d).expanduser() for d in playbook_dirs]
     known = playbook_ids(pb_dirs) or None
     dirs = [bundled_dir("kb")] + [Path(d).expanduser() for d in extra_dirs]
     for directory in dirs:

@@ -86,6 +86,11 @@ class Evidence:
     line: int  # 1-based line number in the log
     text: str
 
+    def __post_init__(self) -> None:  # evidence quotes the log, which may print secrets
+        from ..redact import redact_text
+
+        object.__setattr__(self, "text", redact_text(self.text))
+
     def to_dict(self) -> dict[str, Any]:
         return {"line": self.line, "text": self.text}
 

@@ -124,3 +124,15 @@ def test_bundled_entries_have_causes_fixes_and_links() -> None:
         assert entry.section("Causes"), entry.id
         assert entry.fix_summary, entry.id
         assert entry.links and all(link.startswith("https://") for link in entry.links), entry.id
+
+
+def test_extra_entry_may_use_a_playbook_from_the_users_config_dir(tmp_path: Path) -> None:
+    from opsconsole.paths import config_dir
+
+    own = config_dir() / "playbooks"
+    own.mkdir(parents=True)
+    (own / "my-checks.yaml").write_text("id: my-checks\ntitle: mine\nsteps: []\n")
+    text = GOOD_ENTRY.format(id="widget-hot").replace("playbook: gpu-health", "playbook: my-checks")
+    write_entry(tmp_path / "kb", "widget-hot.md", text)
+    kb = load_kb(extra_dirs=[tmp_path / "kb"])
+    assert kb.get("widget-hot") is not None and kb.errors == []

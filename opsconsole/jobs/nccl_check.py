@@ -126,7 +126,7 @@ def _worker(local_rank: int, world: int, port: int, device: str, sizes: list[int
     signal.signal(signal.SIGTERM, _on_sigterm)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
                       LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world))
-    dist = setup_distributed(device)
+    dist = setup_distributed(device, always=True)  # a 1-GPU box still gets a (1-rank) group
     try:
         rows = _measure(dist, sizes, iters, warmup)
     finally:

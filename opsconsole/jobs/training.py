@@ -122,10 +122,11 @@ class DistEnv:
         return self.rank == 0
 
 
-def setup_distributed(device_spec: str) -> DistEnv:
+def setup_distributed(device_spec: str, always: bool = False) -> DistEnv:
     """Resolve the device and, under torchrun (WORLD_SIZE > 1), join the process group.
 
-    nccl on CUDA (each rank takes cuda:LOCAL_RANK), gloo on CPU.
+    nccl on CUDA (each rank takes cuda:LOCAL_RANK), gloo on CPU. `always` joins a group even
+    for a world of 1 (needs MASTER_ADDR/PORT): collectives then work on a single rank too.
     """
     import torch
     import torch.distributed as tdist
@@ -134,7 +135,7 @@ def setup_distributed(device_spec: str) -> DistEnv:
 
     device = resolve_device(device_spec)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and not always:
         return DistEnv(device=device)
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

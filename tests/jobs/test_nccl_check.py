@@ -42,3 +42,15 @@ def test_cpu_gloo_all_reduce_reports_bus_bandwidth(tmp_path: Path) -> None:
     assert m["busbw_gbps"]["8MB"] == pytest.approx(m["algbw_gbps"]["8MB"])
     assert [p["metrics"]["size"] for p in run.of_type("progress")] == ["8MB", "16MB"]
     assert "busbw GB/s" in run.log
+
+
+@pytest.mark.ml
+def test_single_rank_reports_zero_bus_bandwidth_and_says_why(tmp_path: Path) -> None:
+    """A 1-GPU box: the all-reduce runs (algbw > 0) but nothing crosses a link (busbw 0, like nccl-tests)."""
+    pytest.importorskip("torch")
+    run = run_job("nccl-check", ["--device", "cpu", "--nproc", "1", "--max-size", "8M", "--iters", "2"],
+                  tmp_path / "run")
+    assert run.returncode == 0, run.log
+    assert run.metrics["world_size"] == 1 and run.metrics["busbw_gbps"] == {"8MB": 0.0}
+    assert run.metrics["algbw_gbps"]["8MB"] > 0
+    assert any("only 1 rank" in f["message"] for f in run.of_type("finding"))

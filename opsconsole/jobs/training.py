@@ -271,13 +271,13 @@ class TrainMonitor:
             loss = loss * float("nan")
         local = loss.detach().float()
         finite_local = bool(torch.isfinite(local).all())
-        local_value = float(local.mean()) if finite_local else float("nan")
+        local_value = float(local.mean())  # nan or inf when not finite: reported as such
         loss_sum, stop_votes, bad_ranks = all_reduce_sum(
             [local_value if finite_local else 0.0, 1.0 if self.ctx.stop_requested else 0.0,
              0.0 if finite_local else 1.0], self.dist)
         self._stop = stop_votes > 0
-        if bad_ranks > 0 or not math.isfinite(loss_sum):
-            value = local_value if not finite_local else float("nan")
+        if bad_ranks > 0 or not math.isfinite(loss_sum):  # every rank raises: they all stop at this step
+            value = local_value if not finite_local else float("nan")  # nan: another rank's loss went bad
             raise DivergenceError(step, value, self.dtype, self.lr, injected=injected, metrics=self.summary())
         value = loss_sum / self.dist.world_size
         self.last_synced_loss = value

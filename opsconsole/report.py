@@ -18,31 +18,13 @@ import sys
 import tarfile
 import time
 from collections import deque
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .redact import REDACTED, is_secret_name, redact_text
+from .redact import redact_tree
 
 LOG_TAIL_BYTES = 64 * 1024
-
-
-def redact_tree(value: Any, key: str | None = None) -> Any:
-    """Deep copy of JSON-like data with secrets removed: values under secret-named keys, and
-    secrets inside any string (URL passwords, NAME=value, token shapes)."""
-    if isinstance(value, Mapping):
-        return {k: redact_tree(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        # ("NAME", "value") pairs, as in CudaEnv.env
-        if len(value) == 2 and isinstance(value[0], str) and is_secret_name(value[0]) and value[1]:
-            return [value[0], REDACTED]
-        return [redact_tree(v) for v in value]
-    if isinstance(value, str):
-        if key is not None and is_secret_name(key) and value:
-            return REDACTED
-        return redact_text(value)
-    return value
 
 
 def log_tail(path: Path, lines: int) -> list[str]:

@@ -20,6 +20,7 @@ from ..redact import redact_text
 
 READ_CHUNK = 1 << 20          # bytes read per file per poll at most (a flood is consumed over several polls)
 MAX_LINE_BYTES = 64 * 1024    # a longer line is cut (display) so memory stays bounded
+PARTIAL_TRIM_BYTES = 4096     # an unterminated line longer than this drops its overwritten \r segments
 HISTORY = 5000                # progress events kept for curves
 
 _ANSI = re.compile(
@@ -46,6 +47,15 @@ def normalize_line(raw: str) -> str:
                 return redact_text(shown.rstrip())
         return ""
     return redact_text(strip_ansi(raw).rstrip())
+
+
+def _last_visible_segments(partial: bytes) -> bytes:
+    """Drop the `\r` segments a terminal would have overwritten, keeping what normalize_line shows."""
+    segments = partial.split(b"\r")
+    for index in range(len(segments) - 1, -1, -1):
+        if strip_ansi(segments[index].decode("utf-8", "replace")).strip():
+            return b"\r".join(segments[index:])
+    return segments[-1]
 
 
 class IncrementalLines:
@@ -96,8 +106,8 @@ class IncrementalLines:
         data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        if b"\r" in self._partial[:-1]:  # a live \r progress bar: only its last segment matters
-            self._partial = self._partial[self._partial.rfind(b"\r", 0, len(self._partial) - 1) + 1:]
+        if len(self._partial) > PARTIAL_TRIM_BYTES and b"\r" in self._partial:
+            self._partial = _last_visible_segments(self._partial)  # a live \r progress bar
         if len(self._partial) > MAX_LINE_BYTES:
             lines.append(self._partial[:MAX_LINE_BYTES])
             self._partial = b""

@@ -1,0 +1,104 @@
+"""Plant secrets in the environment, a run's argv and its log; grep every output for them.
+
+Outputs: status --json, the report bundle (JSON, Markdown, tar.gz), a run's cmd.json and
+result.json, `runs show` (text and --json), `runs list --json`, diagnose (text and --json),
+the CUDA probe, and `playbook run --json` with the log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from opsconsole.telemetry import probe_cuda_env
+from opsconsole.telemetry.snapshot import to_jsonable
+
+SECRETS = {
+    "HF_TOKEN": "hf_PlantedHfTokenValue0123456789abcd",
+    "HUGGING_FACE_HUB_TOKEN": "planted-hub-token-4471",
+    "WANDB_API_KEY": "planted-wandb-key-9182",
+    "OPENAI_API_KEY": "sk-plantedOpenAiKey0123456789abcdefgh",
+    "AWS_SECRET_ACCESS_KEY": "planted/aws+secret=3310",
+    "MY_X_TOKEN": "planted-my-x-token-5521",
+    "FOO_SECRET": "planted-foo-secret-6630",
+    "BAR_KEY": "planted-bar-key-7741",
+}
+URL_PASSWORD = "planted-url-pass-8852"
+URL = f"https://deploy:{URL_PASSWORD}@registry.example.com/models"
+VALUES = [*SECRETS.values(), URL_PASSWORD]
+
+
+def leaks(text: str) -> list[str]:
+    return [v for v in VALUES if v in text]
+
+
+def opsconsole(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "opsconsole", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def planted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PIP_INDEX_URL", URL)
+    # A log that prints the secrets the way real tools do: NAME=value, a URL with a password,
+    # and a traceback so the KB has something to diagnose.
+    log = tmp_path / "train.log"
+    lines = [f"export {name}={value}" for name, value in SECRETS.items()]
+    lines += [f"Downloading from {URL}/gemma.safetensors",
+              "Traceback (most recent call last):",
+              "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+              f"of 79.19 GiB of which 1.2 GiB is free. HF_TOKEN={SECRETS['HF_TOKEN']}"]
+    log.write_text("\n".join(lines) + "\n")
+    return log
+
+
+def test_no_output_contains_a_planted_secret(planted: Path, tmp_path: Path) -> None:
+    outputs: dict[str, str] = {}
+    message = " ".join(f"{k}={v}" for k, v in SECRETS.items()) + f" while fetching {URL}"
+
+    run = opsconsole("run", "selftest", "--lines", "2", "--raise", message, "--foreground", "--json")
+    outputs["run --foreground --json"] = run.stdout + run.stderr
+    result = json.loads(run.stdout)
+    assert result["status"] == "failed"  # the run really ran and failed with the planted message
+    run_dir = Path(opsconsole("runs", "show", result["id"], "--json").stdout and
+                   json.loads(opsconsole("runs", "show", result["id"], "--json").stdout)["record"]["dir"])
+    assert any(v in (run_dir / "output.log").read_text() for v in VALUES)  # the raw log holds them
+    for name in ("cmd.json", "result.json"):
+        outputs[name] = (run_dir / name).read_text()
+    assert json.loads(outputs["cmd.json"])["env"]["HF_TOKEN"] == "***REDACTED***"
+    outputs["runs show"] = opsconsole("runs", "show", result["id"]).stdout
+    outputs["runs show --json"] = opsconsole("runs", "show", result["id"], "--json").stdout
+    outputs["runs list --json"] = opsconsole("runs", "list", "--json").stdout
+
+    outputs["status --json"] = opsconsole("status", "--json").stdout
+    outputs["status --simulate --json"] = opsconsole("status", "--simulate", "healthy-8xh100", "--json").stdout
+    outputs["probe"] = json.dumps(to_jsonable(probe_cuda_env(sys.executable, timeout=60)))
+
+    diag = opsconsole("diagnose", str(planted))
+    assert "cuda-oom" in diag.stdout, diag.stdout + diag.stderr
+    outputs["diagnose"] = diag.stdout + diag.stderr
+    outputs["diagnose --json"] = opsconsole("diagnose", str(planted), "--json").stdout
+    playbook = opsconsole("playbook", "run", "torch-cpu-only", "--json", "--log", str(planted))
+    assert json.loads(playbook.stdout)["steps"], playbook.stderr
+    outputs["playbook run --json"] = playbook.stdout + playbook.stderr
+
+    bundle = tmp_path / "bundle"
+    report = opsconsole("report", "--out", str(bundle), "--json")
+    assert report.returncode == 0, report.stderr
+    paths = json.loads(report.stdout)
+    for key in ("json", "markdown"):
+        outputs[f"report {key}"] = Path(paths[key]).read_text()
+    assert result["id"] in outputs["report json"]  # the failed run and its log tail are in the bundle
+    with tarfile.open(paths["tar"]) as tar:
+        for member in tar.getmembers():
+            outputs[f"report.tar.gz:{member.name}"] = tar.extractfile(member).read().decode()
+
+    leaked = {name: leaks(text) for name, text in outputs.items() if leaks(text)}
+    assert not leaked, f"secrets leaked: {leaked}"
+    assert "***REDACTED***" in outputs["report json"]

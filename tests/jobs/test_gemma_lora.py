@@ -53,6 +53,20 @@ def test_grad_checkpointing_and_bigger_rank_still_train(tmp_path: Path, cache: P
     assert run.metrics["steps"] == 3 and run.metrics["lora_rank"] == 4
 
 
+def test_random_weight_base_is_rebuilt_identically_for_the_reload(tmp_path: Path, cache: Path) -> None:
+    """--weights random: the fresh base of the round trip must be the trained one (seeded init)."""
+    pytest.importorskip("torch")
+    config = json.loads((Path(gemma_lora.__file__).parent / "configs" / "gemma-2-2b.json").read_text())
+    config.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, vocab_size=2048)
+    path = tmp_path / "small-gemma2.json"
+    path.write_text(json.dumps(config))
+    run = run_job("gemma-lora", ["--model", str(path), "--weights", "random", "--device", "cpu", "--steps", "3",
+                                 "--lr", "1e-2"], tmp_path / "run", cache)
+    assert run.returncode == 0, run.log
+    assert run.metrics["adapter_reload_max_abs_diff"] < 1e-4
+
+
 @pytest.mark.parametrize("argv, flag", [
     (["--steps", "0"], "--steps"), (["--rank", "0"], "--rank"), (["--seq-len", "4"], "--seq-len"),
     (["--lr", "-1"], "--lr"), (["--inject-nan-at", "0"], "--inject-nan-at"),

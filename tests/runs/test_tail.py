@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from opsconsole.runs.tail import MAX_LINE_BYTES, RunTail, normalize_line, strip_ansi
+from opsconsole.runs.tail import MAX_LINE_BYTES, PARTIAL_TRIM_BYTES, RunTail, normalize_line, strip_ansi
 
 
 def _append(path: Path, data: str | bytes) -> None:
@@ -61,7 +61,7 @@ def test_live_progress_bar_shows_as_partial_line_and_stays_small(tmp_path: Path)
             tail.poll_log()
     assert tail.poll_log() == []
     assert tail.partial_line == "step 19999"
-    assert len(tail._log.partial) < 100  # only the last segment is kept
+    assert len(tail._log.partial) <= PARTIAL_TRIM_BYTES  # overwritten segments are dropped
 
 
 def test_an_endless_line_is_cut_so_memory_stays_bounded(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_follow_shows_a_last_line_without_newline(tmp_path: Path) -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_PIECES = st.sampled_from(["a", "b", "é", "\n", "\r", "\r\n", "\x1b[31m", "\x1b[0m", "100%", " "])
+_PIECES = st.sampled_from(["a", "b", "é", "\n", "\r", "\r\n", "\x1b[31m", "\x1b[0m", "100%", " ", "x" * 1000])  # up to 60 kB: past the trim size, under MAX_LINE_BYTES
 
 
 @settings(max_examples=60, deadline=None)

@@ -85,6 +85,15 @@ def _compile(where: str, line: int | None, source: Any, what: str) -> tuple[re.P
     return compiled, literals
 
 
+def _finding_ids() -> tuple[str, ...]:
+    """Finding ids the telemetry layer can raise (empty if it is not importable)."""
+    try:
+        from ..telemetry.findings import FINDING_IDS
+    except ImportError:  # pragma: no cover - telemetry is part of the package
+        return ()
+    return tuple(FINDING_IDS)
+
+
 def _string_list(where: str, lines: _Lines, data: dict[str, Any], key: str) -> tuple[str, ...]:
     value = data.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -147,6 +156,12 @@ def parse_entry(path: Path, text: str, playbooks: frozenset[str] | None = None) 
         line = lines.of("excludes", index)
         compiled, literals = _compile(where, line, source, f"exclude #{index + 1}")
         excludes.append(KbPattern(source, compiled, 0.0, literals, line))
+    telemetry = _string_list(where, lines, data, "telemetry")
+    known_findings = _finding_ids()
+    for index, finding in enumerate(telemetry):
+        if known_findings and finding not in known_findings:
+            raise ConfigError(where, lines.of("telemetry", index), f"unknown telemetry finding {finding!r}",
+                              "use ids from `opsconsole status --json` findings: " + ", ".join(known_findings))
     return KbEntry(
         id=entry_id,
         title=str(data["title"]),
@@ -154,7 +169,7 @@ def parse_entry(path: Path, text: str, playbooks: frozenset[str] | None = None) 
         area=data["area"],
         patterns=tuple(patterns),
         excludes=tuple(excludes),
-        telemetry=_string_list(where, lines, data, "telemetry"),
+        telemetry=telemetry,
         playbook=playbook,
         links=_string_list(where, lines, data, "links"),
         body=body.strip(),

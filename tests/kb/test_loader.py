@@ -136,3 +136,25 @@ def test_extra_entry_may_use_a_playbook_from_the_users_config_dir(tmp_path: Path
     write_entry(tmp_path / "kb", "widget-hot.md", text)
     kb = load_kb(extra_dirs=[tmp_path / "kb"])
     assert kb.get("widget-hot") is not None and kb.errors == []
+
+
+def test_unknown_telemetry_finding_is_reported(tmp_path: Path, playbook_dir: Path) -> None:
+    text = GOOD_ENTRY.format(id="widget-hot").replace("telemetry: [thermal_throttle]", "telemetry: [thermal_throttle, too_hot]")
+    write_entry(tmp_path / "kb", "widget-hot.md", text)
+    _, errors = _load(tmp_path, playbook_dir)
+    assert len(errors) == 1 and "widget-hot.md:10: unknown telemetry finding 'too_hot'" in str(errors[0])
+
+
+def test_every_kb_id_the_telemetry_layer_suggests_exists() -> None:
+    import yaml
+
+    from opsconsole.telemetry.findings import FINDING_KB
+
+    referenced = {kb for kb in FINDING_KB.values() if kb} | {"cuda-not-visible"}
+    xid_table = Path(__file__).resolve().parents[2] / "opsconsole" / "telemetry" / "data" / "xid.yaml"
+    if xid_table.is_file():
+        table = yaml.safe_load(xid_table.read_text())
+        rows = [table.get("default") or {}] + list((table.get("xids") or {}).values())
+        referenced |= {row["kb"] for row in rows if isinstance(row, dict) and row.get("kb")}
+        assert "illegal-memory-access" in referenced  # the table was really read
+    assert referenced - set(BUNDLED.entries) == set()

@@ -18,6 +18,8 @@ from ..paths import bundled_dir, config_dir
 from .literals import MIN_LITERAL, required_literals
 from .model import AREAS, CATEGORIES, KbEntry, KbPattern, KnowledgeBase
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 5x faster
+
 REQUIRED_KEYS = ("id", "title", "category", "area", "patterns", "playbook")
 OPTIONAL_KEYS = ("excludes", "telemetry", "links")
 ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -106,8 +108,12 @@ def parse_entry(path: Path, text: str, playbooks: frozenset[str] | None = None) 
     where = _display(path)
     front, body, first = split_front_matter(text, where)
     try:
-        node = yaml.compose(front, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(front)
+        loader = _Loader(front)
+        try:
+            node = loader.get_single_node()  # kept for line numbers in messages
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + first if mark is not None else None

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flood", action="store_true", help=f"print {FLOOD_LINES:,} lines as fast as possible")
     parser.add_argument("--artifact", action="store_true", help="write artifacts/selftest.txt and report it")
     parser.add_argument("--ignore-sigterm", action="store_true", help="ignore SIGTERM (tests SIGKILL escalation)")
+    parser.add_argument("--orphan", action="store_true",
+                        help="leave a `sleep 300` behind in its own session (tests that runs clean up)")
     return parser
 
 
@@ -56,6 +58,11 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     started = time.perf_counter()
+    if args.orphan:
+        import subprocess
+
+        orphan = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        ctx.log(f"orphan pid {orphan.pid}")
     if args.flood:
         write = sys.stdout.write
         for i in range(FLOOD_LINES):

@@ -18,10 +18,42 @@ import time
 import traceback
 from pathlib import Path
 
-from .procs import signal_group, start_time
+from .procs import descendants, signal_group, start_time
 from .result import build_result, crash_note
 from .rundir import RunDir, write_json_atomic
 from .store import RunStore
+
+
+def become_subreaper() -> bool:
+    """Linux: orphans of the job (e.g. torchrun workers in their own sessions) are re-parented to us.
+
+    So nothing a run started can outlive it unnoticed: see kill_leftovers().
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_leftovers(pgid: int) -> None:
+    """SIGKILL what the job left behind: its process group, and any descendant re-parented to us."""
+    signal_group(pgid, signal.SIGKILL)
+    for proc in descendants(os.getpid()):
+        try:
+            proc.kill()
+        except Exception:
+            pass
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:  # reap them
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.02)
 
 
 class Supervisor:
@@ -63,7 +95,7 @@ class Supervisor:
         self.store.update_if_active(run_id, status="running", pid=pids["pid"], pid_started=pids["pid_started"],
                                     supervisor_pid=me, supervisor_started=pids["supervisor_started"])
         returncode = self.proc.wait()
-        signal_group(self.proc.pid, signal.SIGKILL)  # leftovers of the job's group (workers, grandchildren)
+        kill_leftovers(self.proc.pid)
         if returncode < 0:
             return self.finish(exit_code=None, sig=-returncode)
         return self.finish(exit_code=returncode, sig=None)
@@ -94,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     job_argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    become_subreaper()
     run = RunDir(args.run_dir)
     store = RunStore(args.state_dir)
     supervisor = Supervisor(run, job_argv, store)

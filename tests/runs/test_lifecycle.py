@@ -171,3 +171,15 @@ def test_flood_of_a_million_lines_finishes_and_tails_in_bounded_chunks(manager: 
         last = next((line for line in reversed(lines) if line.startswith("flood")), last)
     assert last == "flood line 999999" and count >= 1_000_000
     assert polls > 1  # read in bounded chunks, not in one go
+
+
+def test_nothing_the_job_started_outlives_the_run(manager: RunManager) -> None:
+    import re
+
+    import psutil
+
+    record = manager.launch("selftest", ["--lines", "1", "--orphan"])
+    assert manager.wait(record.id, timeout=30)["status"] == "ok"
+    orphan = int(re.search(r"orphan pid (\d+)", log_text(record.dir)).group(1))
+    wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE,
+             timeout=10, what="the orphan to be gone")

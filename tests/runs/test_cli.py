@@ -198,3 +198,23 @@ def test_concurrent_launches_on_one_gpu_start_exactly_one(monkeypatch: pytest.Mo
     (record,) = manager.list()
     manager.stop(record.id, grace=5)
     assert _run_dirs() == [Path(record.dir)]  # the refused launches left nothing behind
+
+
+def test_ctrl_c_in_attach_detaches_and_the_run_goes_on() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    manager = RunManager()
+    record = manager.launch("selftest", ["--lines", "1000", "--interval", "0.1"])
+    proc = subprocess.Popen([sys.executable, "-m", "opsconsole", "runs", "attach", record.id],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("» line"):  # progress is shown
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "detached" in err
+    assert manager.get(record.id).status == "running"
+    manager.stop(record.id, grace=5)

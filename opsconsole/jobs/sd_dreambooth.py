@@ -17,6 +17,7 @@ from .common import JobContext, JobError, Timer, add_common_job_options
 from .sd_data import CLASS_PROMPT, INSTANCE_PROMPT, ShapeSample, instance_dataset
 from .sd_training import LR_HELP, SdLoraTrainer, add_sd_trainer_options, finish_training, make_trainer, run_steps, \
     sample_batches, validate_sd_trainer_options
+from .tiny_sd import prebuild_tiny
 from .training import TrainMonitor, add_trainer_options, setup_distributed, teardown_distributed
 
 
@@ -72,6 +73,7 @@ def paired_batches(instance: Any, prior: Any) -> Any:
 
 def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     validate(args)
+    prebuild_tiny(args.model, args.weights)
     dist = setup_distributed(args.device)
     try:
         trainer = make_trainer(args, dist)

@@ -14,6 +14,7 @@ from .common import JobContext, add_common_job_options
 from .sd_data import shape_dataset
 from .sd_training import LR_HELP, add_sd_trainer_options, finish_training, make_trainer, run_steps, sample_batches, \
     validate_sd_trainer_options
+from .tiny_sd import prebuild_tiny
 from .training import TrainMonitor, add_trainer_options, setup_distributed, teardown_distributed
 
 SAMPLE_PROMPT = "a red circle on a white background"
@@ -34,6 +35,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     validate(args)
+    prebuild_tiny(args.model, args.weights)
     dist = setup_distributed(args.device)
     try:
         trainer = make_trainer(args, dist)

@@ -201,6 +201,14 @@ def ensure_tiny(family: str, seed: int = 0) -> Path:
     return target
 
 
+def prebuild_tiny(model: str, weights: str) -> None:
+    """Build a tiny pipeline before torch.distributed starts: once a process group exists,
+    transformers' save_pretrained writes weights on rank 0 only, so a build by another rank
+    would lack its text encoder."""
+    if weights != "random" and model in TINY_NAMES:
+        ensure_tiny(TINY_NAMES[model])
+
+
 def _is_current(target: Path) -> bool:
     marker = target / VERSION_FILE
     return marker.is_file() and marker.read_text().strip() == TINY_VERSION

@@ -126,3 +126,14 @@ def test_sigterm_saves_the_lora_and_stops(tmp_path: Path, sd_cache: Path) -> Non
     assert code == 143 and run.finish["status"] == "stopped", run.log
     assert 1 <= run.finish["metrics"]["steps"] < 100000
     artifact(run, "adapter", "pytorch_lora_weights.safetensors")
+
+
+def test_sd_lora_two_process_gloo_ddp(tmp_path: Path, sd_cache: Path) -> None:
+    """What `opsconsole run sd-lora --gpus 2 --device cpu` starts: torchrun, gloo, rank 0 reports and saves."""
+    pytest.importorskip("torch")
+    run = run_job("sd-lora", ["--device", "cpu", "--steps", "3", "--batch", "2", "--sample-steps", "2"],
+                  tmp_path / "run", sd_cache, nproc=2)
+    m = assert_trained(run, 3)
+    assert m["world_size"] == 2 and m["images_per_s"] == pytest.approx(4 * m["steps_per_s"])  # 2 ranks x 2
+    assert len(run.of_type("start")) == 1
+    artifact(run, "adapter", "pytorch_lora_weights.safetensors")

@@ -7,6 +7,7 @@ Writes `start` and `finish` events around the job's `main()`. Exit codes:
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -37,16 +38,34 @@ def run_job(kind: str, argv: list[str]) -> int:
         ctx.events.emit("finish", status="stopped", metrics={}, error="interrupted")
         return 130
     except BaseException as exc:  # the traceback goes to output.log, where the KB diagnoses it
-        traceback.print_exc()
-        sys.stderr.flush()
-        ctx.events.emit("finish", status="failed", metrics={}, error=f"{type(exc).__name__}: {exc}")
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        except OSError:  # the log itself cannot be written (disk full): still report the finish
+            pass
+        ctx.events.emit("finish", status="failed", metrics={}, error=_error_text(exc))
         return 1
     finally:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except OSError:
+            pass
     status = "stopped" if ctx.stop_requested else "ok"
     ctx.events.emit("finish", status=status, metrics=metrics)
     ctx.events.close()
     return EXIT_STOPPED if status == "stopped" else 0
+
+
+_DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file size limit was reached",
+                errno.EDQUOT: "the disk quota is exceeded"}
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return f"{_DISK_ERRNOS[exc.errno]} while the job was writing ({text}); free space in the run directory or " \
+               "the output path and run it again"
+    return text
 
 
 def main() -> int:

@@ -95,9 +95,11 @@ def resolve_python(python: str | None) -> str:
     found = shutil.which(candidate) if os.sep not in candidate else candidate
     path = Path(os.path.expanduser(found or candidate))
     if not path.exists():
-        raise UsageError(f"--python {candidate}: no such interpreter (give the python of your ML environment)")
+        raise UsageError(f"interpreter {candidate} (from --python, `python` in the config or OPSCONSOLE_PYTHON): "
+                         "no such interpreter; give the python of your ML environment")
     if not (path.is_file() and os.access(path, os.X_OK)):
-        raise UsageError(f"--python {candidate}: not an executable file")
+        raise UsageError(f"interpreter {candidate} (from --python, `python` in the config or OPSCONSOLE_PYTHON): "
+                         "not an executable file")
     return str(path if path.is_absolute() else path.absolute())
 
 

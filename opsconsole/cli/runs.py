@@ -278,6 +278,10 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         o.print(f"  pid:     {record.pid}  (follow with `opsconsole runs attach {record.id}`)", markup=False)
     if result:
         _print_result(result)
+    elif not record.active:
+        o.print(f"  result.json is missing or unreadable in {record.dir}; registry says: {record.status}"
+                + (f", exit {record.exit_code}" if record.exit_code is not None else "")
+                + (f", signal {record.signal}" if record.signal else ""), markup=False, soft_wrap=True)
     last = deque(_all_log_lines(manager, record.id), maxlen=10)
     if last:
         o.print("  last log lines:", markup=False)

@@ -166,10 +166,12 @@ class RunManager:
                 result = record.run_dir.read_result()
                 if result is not None:
                     return result
-                if not record.run_dir.path.exists():  # the directory was deleted by hand
-                    return {"id": record.id, "kind": record.kind, "status": record.status,
-                            "exit_code": record.exit_code, "signal": record.signal, "metrics": record.metrics,
-                            "artifacts": [], "diagnoses": [], "error": f"run directory {record.dir} is missing"}
+                # final in the registry but no readable result (written before the registry update, so
+                # it is gone or damaged, not half-written): answer from the registry instead of waiting forever
+                why = "is missing" if not record.run_dir.path.exists() else "has no readable result.json"
+                return {"id": record.id, "kind": record.kind, "status": record.status,
+                        "exit_code": record.exit_code, "signal": record.signal, "metrics": record.metrics,
+                        "artifacts": [], "diagnoses": [], "error": f"run directory {record.dir} {why}"}
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {record.status} after {timeout} s")
             time.sleep(POLL_S)

@@ -70,3 +70,16 @@ def test_a_supervisor_that_cannot_start_leaves_a_crashed_run_with_its_reason(man
     record = manager.launch("selftest", ["--lines", "1"])
     result = manager.wait(record.id, timeout=90)
     assert result["status"] == "crashed" and "no result was written" in result["error"]
+
+
+def test_a_damaged_result_json_does_not_hang_wait_or_show(manager: RunManager,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from opsconsole.cli import main
+
+    record = manager.launch("selftest", ["--lines", "1"])
+    manager.wait(record.id, timeout=30)
+    (Path(record.dir) / "result.json").write_text("{ torn")
+    result = manager.wait(record.id, timeout=5)
+    assert result["status"] == "ok" and "no readable result.json" in result["error"]
+    assert main(["runs", "show", record.id]) == 0
+    assert "unreadable" in capsys.readouterr().out

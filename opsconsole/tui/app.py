@@ -7,6 +7,7 @@ and the benchmarks; `run_tui(args, settings)` is what `opsconsole` (no command) 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -41,19 +42,22 @@ def prefers_light() -> bool:
     return bg in ("7", "15")
 
 
-def _modes() -> dict[str, Callable[[], Screen]]:
-    from .screens.dashboard import DashboardScreen
-    from .screens.diagnose import DiagnoseScreen
-    from .screens.environment import EnvironmentScreen
-    from .screens.help import HelpScreen
-    from .screens.kb import KbScreen
-    from .screens.playbooks import PlaybooksScreen
-    from .screens.runs import RunsScreen
+# mode -> (module, class): each screen's module is imported when the screen is first shown,
+# so starting the console only pays for the dashboard.
+SCREEN_CLASSES = {
+    "dashboard": ("dashboard", "DashboardScreen"), "diagnose": ("diagnose", "DiagnoseScreen"),
+    "kb": ("kb", "KbScreen"), "playbooks": ("playbooks", "PlaybooksScreen"), "runs": ("runs", "RunsScreen"),
+    "environment": ("environment", "EnvironmentScreen"), "help": ("help", "HelpScreen"),
+}
 
-    return {
-        "dashboard": DashboardScreen, "diagnose": DiagnoseScreen, "kb": KbScreen,
-        "playbooks": PlaybooksScreen, "runs": RunsScreen, "environment": EnvironmentScreen, "help": HelpScreen,
-    }
+
+def screen_class(mode: str) -> type[Screen]:
+    module, name = SCREEN_CLASSES[mode]
+    return getattr(importlib.import_module(f"{__package__}.screens.{module}"), name)
+
+
+def _modes() -> dict[str, Callable[[], Screen]]:
+    return {mode: partial(lambda m: screen_class(m)(), mode) for mode in SCREEN_CLASSES}
 
 
 class OpsConsoleApp(App[int]):

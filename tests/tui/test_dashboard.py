@@ -100,7 +100,7 @@ async def test_sort_and_filter_processes(make_app):
         await wait_until(pilot, lambda: app.snapshot is not None)
         table = app.screen.query_one(ProcessTable)
         await pilot.press("s")  # vram -> pid
-        pids = [int(table.get_row_at(i)[0].plain) for i in range(table.row_count)]
+        pids = [int(table.row_cells(i)[0]) for i in range(table.row_count)]
         assert pids == sorted(pids)
         user = app.snapshot.gpus[0].processes[0].user
         await pilot.press("slash")
@@ -108,7 +108,7 @@ async def test_sort_and_filter_processes(make_app):
             await pilot.press(ch)
         await pilot.press("enter")
         await pilot.pause()
-        users = {table.get_row_at(i)[1] for i in range(table.row_count)}
+        users = {table.row_cells(i)[1] for i in range(table.row_count)}
         assert users == {user}
         assert f"filter: user:{user}" in screen_text(app)
 

@@ -32,7 +32,7 @@ async def launch_from_form(pilot, options: str) -> None:
 async def test_launch_selftest_and_see_it_finish(make_app):
     app = make_app("healthy-8xh100")
     async with app.run_test(size=(120, 40)) as pilot:
-        await launch_from_form(pilot, "--lines 8 --interval 0.02 --progress-bar")
+        await launch_from_form(pilot, "--lines 8 --interval 0.02")
         detail = None
         await wait_until(pilot, lambda: app.current_mode == "runs" and app.screen.query_one(RunDetail).record is not None,
                          what="run opened")
@@ -41,10 +41,21 @@ async def test_launch_selftest_and_see_it_finish(make_app):
         await wait_until(pilot, lambda: "selftest line 8/8" in log_text(app), what="last log line")
         text = screen_text(app)
         assert " ok " in text and "100%" in text
-        assert "\r" not in log_text(app) and "\x1b" not in log_text(app)  # \r progress and ANSI normalised
         table = app.screen.query_one("#runs-table", DataTable)
         assert table.row_count == 1
         await wait_until(pilot, lambda: "ok" in str(table.get_row_at(0)[2]), what="list shows ok")
+
+
+async def test_progress_bar_redraws_are_normalised(make_app):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await launch_from_form(pilot, "--lines 6 --interval 0.02 --progress-bar")
+        await wait_until(pilot, lambda: app.screen.query_one(RunDetail).record is not None)
+        detail = app.screen.query_one(RunDetail)
+        await wait_until(pilot, lambda: detail.state.finish is not None, timeout=30, what="run finished")
+        # the unterminated tqdm-style line shows once, as a terminal would: last \r segment, no ANSI
+        await wait_until(pilot, lambda: "100% |######" in screen_text(app), what="final bar")
+        assert "\x1b" not in screen_text(app) and "12% |" not in screen_text(app)
 
 
 async def test_failed_run_is_diagnosed(make_app):

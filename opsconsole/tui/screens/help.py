@@ -31,14 +31,13 @@ def bindings_table(bindings: list[Binding | tuple]) -> str:
 
 
 def help_markdown() -> str:
-    from ..app import _modes
+    from ..app import screen_class
 
     parts = [GENERAL]
-    modes = _modes()
     for mode, key, title in SCREENS:
         if mode == "help":
             continue
-        screen_cls = modes[mode]
+        screen_cls = screen_class(mode)
         own = [b for b in screen_cls.BINDINGS if not (isinstance(b, Binding) and b.action == "blur")]
         parts.append(f"## {key} {title}\n\n{bindings_table(own)}\n")
     return "\n".join(parts)

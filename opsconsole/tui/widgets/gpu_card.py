@@ -1,14 +1,17 @@
 """One GPU as a card (full) or a line (compact), rendered from a GpuSnapshot.
 
-A card is a single widget whose `render()` builds Rich Text: one refresh per
-frame, no child widgets to lay out, so eight cards at 1 Hz stay cheap.
+A card is a single Line-API widget: `show()` stores the data, `render_line()`
+turns its few Rich Text lines straight into Strips (cached per frame and width).
+No child widgets to lay out and no markup pipeline, so eight cards at 1 Hz stay cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.strip import Strip
 from textual.widget import Widget
 
 from ...telemetry.snapshot import GpuSnapshot, XidEvent
@@ -128,15 +131,19 @@ class GpuCard(Widget):
         self.util_history: Sequence[float | None] = ()
         self.vram_history: Sequence[float | None] = ()
         self.xids: Sequence[XidEvent] = ()
+        self._strips: tuple[int, bool, list[Strip]] | None = None
 
     def show(self, gpu: GpuSnapshot, util_history: Sequence[float | None], vram_history: Sequence[float | None],
              xids: Sequence[XidEvent]) -> None:
         self.gpu, self.util_history, self.vram_history, self.xids = gpu, util_history, vram_history, xids
         self.set_class(gpu.state not in ("ok",), "problem")
-        self.border_title = f"GPU {gpu.index} · {short_name(gpu.name)}"
+        title = f"GPU {gpu.index} · {short_name(gpu.name)}"
+        if self.border_title != title:
+            self.border_title = title
+        self._strips = None
         self.refresh()
 
-    def render(self) -> Text:
+    def render_text(self) -> Text:
         gpu = self.gpu
         width = self.content_size.width
         if gpu is None:
@@ -144,6 +151,28 @@ class GpuCard(Widget):
         if self.has_class("compact"):
             return self._render_line(gpu, width)
         return self._render_card(gpu, width)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_size.width
+        compact = self.has_class("compact")
+        if self._strips is None or self._strips[0] != width or self._strips[1] != compact:
+            base = self.rich_style
+            console = self.app.console
+            strips = []
+            for line in self.render_text().split("\n"):
+                line.no_wrap = True
+                segments = Segment.apply_style(line.render(console), base)
+                strips.append(Strip(list(segments)).crop_extend(0, width, base))
+            self._strips = (width, compact, strips)
+        strips = self._strips[2]
+        return strips[y] if y < len(strips) else Strip.blank(width, self.rich_style)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return 1 if self.has_class("compact") else 4
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips = None
 
     def _render_line(self, gpu: GpuSnapshot, width: int) -> Text:
         head = Text(f"{gpu.index} ", style="bold")

@@ -68,6 +68,7 @@ class RunDetail(Vertical):
     RunDetail #run-progress { height: 1; }
     RunDetail TabbedContent { height: 1fr; }
     RunDetail FollowLog { height: 1fr; }
+    RunDetail #run-partial { height: auto; max-height: 1; color: $text-muted; }
     """
 
     def __init__(self, **kwargs) -> None:
@@ -89,6 +90,7 @@ class RunDetail(Vertical):
         with TabbedContent(id="run-tabs"):
             with TabPane("Log", id="tab-log"):
                 yield FollowLog(id="run-log", max_lines=MAX_LOG_LINES, highlight=False)
+                yield Static("", id="run-partial", markup=False)
             with TabPane("Loss", id="tab-loss"):
                 yield Static("", id="loss-empty")
             with TabPane("Image", id="tab-image"):
@@ -162,6 +164,10 @@ class RunDetail(Vertical):
                 log.write_lines(state.lines)
         elif state.lines:
             self.log_stale = True
+        partial = self.query_one("#run-partial", Static)
+        if state.partial != getattr(partial, "shown", None):
+            partial.shown = state.partial  # the live, unterminated line (an open tqdm bar)
+            partial.update(state.partial)
         if state.changed or self.state.progress is None:
             self.state = state
             self._render_state(state, tabs.active)

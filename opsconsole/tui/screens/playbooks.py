@@ -222,7 +222,7 @@ class PlaybooksScreen(OpsScreen):
                 rows.first(Static).update(text)
             else:
                 steps.mount(Static(text, id=row_id))
-        steps.scroll_end(animate=False)
+        self.call_after_refresh(steps.scroll_end, animate=False)
 
     def _show_outcome(self, outcome) -> None:
         self.outcome = outcome
@@ -230,3 +230,5 @@ class PlaybooksScreen(OpsScreen):
         if outcome.conclusion:
             text.append(f"\n{outcome.conclusion}")
         self.query_one("#pb-verdict", Static).update(text)
+        steps = self.query_one("#pb-steps")
+        self.call_after_refresh(lambda: self.call_after_refresh(steps.scroll_end, animate=False))

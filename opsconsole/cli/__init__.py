@@ -54,9 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tui_only_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """Fast path for plain `opsconsole [global options]` (the TUI): parse only the global
+    options, without importing every command module (~0.1 s of the console's start-up).
+    None when anything else is on the command line (a command, --help, --version)."""
+    common = _Parser(prog="opsconsole", add_help=False)
+    add_common_options(common, suppress_defaults=False)
+    args, rest = common.parse_known_args(argv)
+    return None if rest else args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _tui_only_args(sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        args = build_parser().parse_args(argv)
     try:
         settings: Settings = settings_from_args(args, load_settings())
         handler = getattr(args, "handler", None)

@@ -16,7 +16,9 @@ How it ranks (root cause, not surface message):
   on that line — several signals on different lines beat one line, so a specific signal
   (weight 8–10) outranks generic ones; an entry is only reported when at
   least one pattern of weight >= INDICATIVE matched (lighter patterns only
-  support: a cause-specific OOM entry lists the generic OOM line at weight 3);
+  support: a cause-specific OOM entry lists the generic OOM line at weight 3),
+  or when light signals on two or more lines add up to CO_OCCURRING (a
+  traceback pasted without its last line still shows where it failed);
 - a pattern matching in the final error region (the last lines around the
   final exception) counts FINAL_BONUS more: that is what killed the program;
 - an entry whose `excludes` matched anywhere counts EXCLUDED_FACTOR of its
@@ -47,6 +49,7 @@ EXCLUDED_FACTOR = 0.3
 SAME_LINE_FACTOR = 0.25  # extra patterns matching the line of a stronger one add this share
 MIN_SCORE = 2.0
 INDICATIVE = 4.0  # an entry needs at least one pattern this heavy; lighter ones only support
+CO_OCCURRING = 5.0  # ... or light signals on at least two lines summing to this (a log cut off before its message)
 
 _ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _ERROR_MARKERS = (b"error", b"exception", b"traceback", b"killed", b"fatal", b"abort", b"segmentation fault")
@@ -238,15 +241,17 @@ class LogMatcher:
                 for ev in (hits.first, hits.last):
                     if ev is not None:
                         evidence.setdefault(ev.line, (weight, ev))
-            score = 0.0
+            score = raw = 0.0
             for line, weights in by_line.items():
                 # Several patterns on one line are one signal seen several ways.
                 top_weight = max(weights)
                 signal = top_weight + SAME_LINE_FACTOR * (sum(weights) - top_weight)
+                raw += signal
                 score += signal * (1 + FINAL_BONUS if line >= final_start else 1)
             if excluded:
                 score *= EXCLUDED_FACTOR
-            if score < MIN_SCORE or strongest < INDICATIVE:
+            supported = strongest >= INDICATIVE or (len(by_line) >= 2 and raw >= CO_OCCURRING)
+            if score < MIN_SCORE or not supported:
                 continue
             # Keep the strongest evidence lines, shown in log order.
             kept = sorted(evidence.values(), key=lambda we: (-we[0], -we[1].line))[:MAX_EVIDENCE]

@@ -149,3 +149,27 @@ def test_evidence_text_has_no_control_characters() -> None:
     log = b"\x00\x07RuntimeError: CUDA error: an illegal memory access was encountered\x08\n"
     text = match_log(log, kb=KB).matches[0].evidence[0].text
     assert text.startswith("RuntimeError") and text.isprintable()
+
+
+NOTEBOOK_CUDA_CALL = """AssertionError                            Traceback (most recent call last)
+<ipython-input-4-1a2b3c> in <module>
+----> 12 model = Net().cuda()
+     13 opt = torch.optim.SGD(model.parameters(), lr=0.1)
+"""
+
+
+def test_light_signals_on_two_lines_diagnose_a_cut_off_traceback() -> None:
+    """A notebook traceback pasted without its message still names the likely cause."""
+    assert top(noise(10) + NOTEBOOK_CUDA_CALL)[:1] == ["torch-cpu-only"]
+
+
+def test_one_light_signal_alone_is_not_a_diagnosis() -> None:
+    assert top(noise(10) + "----> 12 model = Net().cuda()\n") == []
+    assert top(noise(10) + "AssertionError                            Traceback (most recent call last)\n") == []
+
+
+def test_device_or_dtype_decided_by_which_part_of_the_type_differs() -> None:
+    dtype = "RuntimeError: Input type (torch.cuda.FloatTensor) and weight type (torch.cuda.HalfTensor) should be the same\n"
+    device = "RuntimeError: Input type (torch.cuda.FloatTensor) and weight type (torch.FloatTensor) should be the same\n"
+    assert match_log(TRACE + dtype, kb=KB).matches[0].category == "dtype_mismatch"
+    assert match_log(TRACE + device, kb=KB).matches[0].category == "device_mismatch"

@@ -6,6 +6,8 @@ and the benchmarks; `run_tui(args, settings)` is what `opsconsole` (no command) 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import argparse
 import importlib
 import os
@@ -18,10 +20,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..config import Settings
-from ..telemetry.snapshot import Snapshot
 from .feed import SnapshotArrived, Source, TelemetryFeed, TelemetryHistory
 from .screens.base import SCREENS, OpsScreen
 from .widgets.banner import banner_for
+
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ..telemetry.snapshot import Snapshot
 
 
 def default_source_factory(settings: Settings, simulate: str | None, frozen: bool) -> Callable[[], Source]:
@@ -64,6 +68,7 @@ class OpsConsoleApp(App[int]):
     TITLE = "opsconsole"
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
+    DEFAULT_MODE = "dashboard"  # the first frame composes the dashboard directly
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         *(Binding(f"{key},f{n + 1}" if key != "?" else "question_mark,f1", f"goto('{mode}')", title, show=False)
@@ -90,13 +95,17 @@ class OpsConsoleApp(App[int]):
         self._run_manager = None
         for mode, factory in _modes().items():
             self.add_mode(mode, factory)
-        self.theme = "textual-light" if prefers_light() else "textual-dark"
+        if prefers_light():  # the default theme is textual-dark; setting it again would re-parse the CSS
+            self.theme = "textual-light"
 
     # -- lifecycle -------------------------------------------------------
     def on_mount(self) -> None:
-        self.switch_mode(self.start_mode)
+        if self.start_mode != self.DEFAULT_MODE:
+            self.switch_mode(self.start_mode)
         self.feed = TelemetryFeed(self._source_factory, self.post_message, self.settings.refresh)
-        self.feed.start()
+        # Start sampling once the first frame is out: the first snapshot mounts every GPU
+        # card, and that work would otherwise hold up the first paint.
+        self.call_after_refresh(self.feed.start)
         self.set_interval(0.5, self._watch_stall)
 
     def on_unmount(self) -> None:
@@ -206,10 +215,17 @@ def create_app(settings: Settings, simulate: str | None = None, *, frozen: bool 
                          static=static)
 
 
+def _bundled_scenario_exists(name: str) -> bool:
+    """Cheap check before start-up (the telemetry package is imported later, by the sampler)."""
+    from ..paths import PACKAGE_DIR
+
+    return "/" not in name and (PACKAGE_DIR / "telemetry" / "scenarios" / f"{name}.yaml").is_file()
+
+
 def run_tui(args: argparse.Namespace, settings: Settings) -> int:
     simulate = getattr(args, "simulate", None)
-    if simulate:
-        from ..telemetry import UnknownScenarioError, list_scenarios
+    if simulate and not _bundled_scenario_exists(simulate):
+        from ..telemetry import UnknownScenarioError, list_scenarios  # the slow, definitive check
 
         if simulate not in list_scenarios():
             raise UnknownScenarioError(simulate)

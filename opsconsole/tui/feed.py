@@ -13,22 +13,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textual.message import Message
 
-from ..telemetry.snapshot import NvmlState, Snapshot
+if TYPE_CHECKING:
+    from ..telemetry.snapshot import Snapshot
 
 
 class Source(Protocol):
-    def sample(self) -> Snapshot: ...
+    def sample(self) -> "Snapshot": ...
     def close(self) -> None: ...
 
 
 class SnapshotArrived(Message):
     """A new telemetry frame. A newer one still queued replaces an older one."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: "Snapshot") -> None:
         super().__init__()
         self.snapshot = snapshot
 
@@ -73,6 +74,8 @@ class TelemetryFeed:
         try:
             source = self._open_source()
         except Exception as exc:  # a source that cannot open is shown, not raised
+            from ..telemetry.snapshot import NvmlState, Snapshot
+
             self._sampling_since = None
             self.error = f"{type(exc).__name__}: {exc}"
             self._post(SnapshotArrived(Snapshot(time=time.time(), source="error",
@@ -110,7 +113,7 @@ class TelemetryHistory:
         self.vram: dict[int, deque[float | None]] = {}
         self.host_cpu: deque[float | None] = deque(maxlen=self.length)
 
-    def add(self, snapshot: Snapshot) -> None:
+    def add(self, snapshot: "Snapshot") -> None:
         for gpu in snapshot.gpus:
             util = self.util.setdefault(gpu.index, deque(maxlen=self.length))
             vram = self.vram.setdefault(gpu.index, deque(maxlen=self.length))

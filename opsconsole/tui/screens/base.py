@@ -10,7 +10,9 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from ...telemetry.snapshot import Snapshot
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import Snapshot
+
 
 if TYPE_CHECKING:
     from ..app import OpsConsoleApp

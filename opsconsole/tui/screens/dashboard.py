@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import signal
 
@@ -10,7 +12,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, OptionList, Static
 
-from ...telemetry.snapshot import Snapshot
 from ..widgets.banner import Banner
 from ..widgets.findings import FindingsList
 from ..widgets.gpu_card import GpuCard
@@ -18,6 +19,10 @@ from ..widgets.host_strip import HostStrip
 from ..widgets.processes import ProcessFilter, ProcessTable
 from .base import OpsScreen
 from .confirm import ConfirmDialog
+
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import Snapshot
+
 
 CARD_HEIGHT = 6
 
@@ -55,8 +60,7 @@ class DashboardScreen(OpsScreen):
         yield Vertical(Static("waiting for telemetry…", id="gpu-wait"), id="gpus")
         with Horizontal(id="lower"):
             with Vertical(id="proc-pane"):
-                yield Input(placeholder="filter: user:NAME gpu:N text   (Enter applies, Esc closes)", id="proc-filter", compact=True)
-                yield ProcessTable(id="processes")
+                yield ProcessTable(id="processes")  # the filter Input is mounted on first use
             yield FindingsList(id="findings")
         yield from self.compose_footer()
 
@@ -121,10 +125,19 @@ class DashboardScreen(OpsScreen):
         if self.ops.snapshot:
             table.show(self.ops.snapshot)
 
+    def filter_box(self) -> Input:
+        boxes = self.query("#proc-filter")
+        if boxes:
+            return boxes.first(Input)
+        box = Input(placeholder="filter: user:NAME gpu:N text   (Enter applies, Esc closes)", id="proc-filter",
+                    compact=True)
+        self.query_one("#proc-pane").mount(box, before=0)
+        return box
+
     def action_filter(self) -> None:
-        box = self.query_one("#proc-filter", Input)
+        box = self.filter_box()
         box.add_class("shown")
-        box.focus()
+        self.call_after_refresh(box.focus)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "proc-filter":
@@ -140,8 +153,9 @@ class DashboardScreen(OpsScreen):
         table.focus()
 
     def action_blur(self) -> None:
-        box = self.query_one("#proc-filter", Input)
-        if box.has_focus and not box.value:
+        boxes = self.query("#proc-filter")
+        box = boxes.first(Input) if boxes else None
+        if box is not None and box.has_focus and not box.value:
             box.remove_class("shown")
         self.query_one("#processes", ProcessTable).focus()
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.widgets import Static
 
-from ...telemetry.snapshot import NvmlState
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import NvmlState
+
 
 BANNER_TEXT = {
     "no_driver": "no NVIDIA driver found — host metrics, KB, playbooks and CPU runs still work",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from ...telemetry.snapshot import SEVERITIES, Finding
 from ..format import SEVERITY_ICON, SEVERITY_STYLE
+
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import SEVERITIES, Finding
 
 
 def finding_label(finding: Finding) -> Text:
@@ -22,6 +26,8 @@ def finding_label(finding: Finding) -> Text:
 
 
 def sorted_findings(findings: tuple[Finding, ...]) -> list[Finding]:
+    from ...telemetry.snapshot import SEVERITIES
+
     return sorted(findings, key=lambda f: (-SEVERITIES.index(f.severity), f.gpu if f.gpu is not None else -1, f.id))
 
 

@@ -7,6 +7,8 @@ No child widgets to lay out and no markup pipeline, so eight cards at 1 Hz stay 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Sequence
 
 from rich.segment import Segment
@@ -14,8 +16,11 @@ from rich.text import Text
 from textual.strip import Strip
 from textual.widget import Widget
 
-from ...telemetry.snapshot import GpuSnapshot, XidEvent
 from ..format import NA, bar, fraction_style, gib, pct, sparkline, truncate
+
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import GpuSnapshot, XidEvent
+
 
 # Throttle reasons that mean the GPU is slowed by heat/power/hardware (not idle/app clocks).
 SEVERE_THROTTLE = ("thermal", "hw_", "power_brake")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widget import Widget
 
-from ...telemetry.snapshot import HostSnapshot, NvmlState
 from ..format import bar, human_bytes
+
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import HostSnapshot, NvmlState
 
 
 def host_text(host: HostSnapshot, nvml: NvmlState, width: int) -> Text:
@@ -49,13 +53,13 @@ class HostStrip(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.host: HostSnapshot | None = None
-        self.nvml = NvmlState()
+        self.nvml: NvmlState | None = None
 
     def show(self, host: HostSnapshot, nvml: NvmlState) -> None:
         self.host, self.nvml = host, nvml
         self.refresh()
 
     def render(self) -> Text:
-        if self.host is None:
+        if self.host is None or self.nvml is None:
             return Text("host: waiting for telemetry…", style="dim")
         return host_text(self.host, self.nvml, self.content_size.width)

@@ -7,6 +7,8 @@ update_cell, which at 1 Hz with 40 processes was most of the console's idle CPU.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -19,8 +21,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ...redact import redact_text
-from ...telemetry.snapshot import GpuProcess, Snapshot
 from ..format import gib, truncate
+
+if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
+    from ...telemetry.snapshot import GpuProcess, Snapshot
+
 
 COLUMNS = (("pid", "PID", 7), ("user", "USER", 8), ("gpu", "GPU", 3), ("vram", "GiB", 5),
            ("cpu", "CPU%", 4), ("command", "COMMAND", 60))

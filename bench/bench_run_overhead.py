@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-JOB = ["gemma-infer", "--model", "tiny", "--device", "cpu", "--dtype", "fp32", "--max-new-tokens", "64", "--turns", "2"]
+JOB = ["gemma-infer", "--model", "tiny", "--device", "cpu", "--dtype", "fp32", "--max-new-tokens", "256", "--turns", "2"]
 GOAL_WALL_S = 1.5
 GOAL_THROUGHPUT = 0.95
 

@@ -2,6 +2,9 @@
 
 The UI takes what has accumulated every ~80 ms (`take()`) and writes it to its Log
 in one batch; lines beyond the buffer are counted, not kept (the file has them all).
+During a flood only the lines that can still be shown are normalised (ANSI, \r,
+redaction): the rest are counted as raw bytes, which keeps the reader thread from
+starving the UI thread of the GIL.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runs.tail import RunTail
+from ..events import LOG_FILE
+from ..runs.tail import IncrementalLines, RunTail, normalize_line
 
 POLL_S = 0.08
 READ_BYTES = 256 * 1024
@@ -38,9 +42,10 @@ class FollowState:
 
 
 class RunFollower:
-    def __init__(self, run_dir: str | Path, batch_lines: int = 1000, backlog_bytes: int = 128 * 1024) -> None:
+    def __init__(self, run_dir: str | Path, batch_lines: int = 500, backlog_bytes: int = 128 * 1024) -> None:
         self.run_dir = Path(run_dir)
-        self._tail = RunTail(self.run_dir, from_end=True, backlog_bytes=backlog_bytes)
+        self._tail = RunTail(self.run_dir)  # events only (progress, metrics, artifacts, finish)
+        self._log = IncrementalLines(self.run_dir / LOG_FILE, start_at_end=True, backlog_bytes=backlog_bytes)
         self._lock = threading.Lock()
         self._pending: deque[str] = deque(maxlen=batch_lines)
         self._skipped = 0
@@ -61,17 +66,21 @@ class RunFollower:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                update = self._tail.poll(READ_BYTES)
+                raw_lines = self._log.read(READ_BYTES)
+                events = self._tail.poll_events(READ_BYTES)
             except OSError:
-                update = None
+                raw_lines, events = [], []
+            update = bool(raw_lines or events)
+            behind = self._log.pending()  # events are few and small: one read keeps up
             if update:
+                keep = self._pending.maxlen or 0
+                shown = [normalize_line(raw.decode("utf-8", "replace")) for raw in raw_lines[-keep:]]
                 with self._lock:
-                    overflow = len(self._pending) + len(update.lines) - (self._pending.maxlen or 0)
-                    if overflow > 0:
-                        self._skipped += overflow
-                    self._pending.extend(update.lines)
-                    self._total += len(update.lines)
-                    for event in update.events:
+                    overflow = len(self._pending) + len(shown) - keep
+                    self._skipped += max(0, overflow) + len(raw_lines) - len(shown)
+                    self._pending.extend(shown)
+                    self._total += len(raw_lines)
+                    for event in events:
                         if event["type"] == "progress":
                             metrics = event.get("metrics") or {}
                             loss = next((metrics[k] for k in LOSS_KEYS if isinstance(metrics.get(k), (int, float))), None)
@@ -83,11 +92,12 @@ class RunFollower:
                     tail = self._tail
                     self._state = dict(start=tail.start, finish=tail.finish, progress=tail.progress,
                                        metrics=dict(tail.metrics), artifacts=list(tail.artifacts),
-                                       findings=list(tail.findings), partial=tail.partial_line)
-            if self._tail.finish is not None and not self._tail.behind and not update:
+                                       findings=list(tail.findings),
+                                       partial=normalize_line(self._log.partial.decode("utf-8", "replace")))
+            if self._tail.finish is not None and not behind and not update:
                 # finished and drained: slow down, but keep reading (a late flush may follow)
                 self._stop.wait(0.5)
-            elif not (update and self._tail.behind):
+            elif not (update and behind):
                 self._stop.wait(POLL_S)
 
     def take(self) -> FollowState:

@@ -83,17 +83,25 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
+    import sys
+
+    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from ..benchmatrix import COLUMNS, format_cell
 
+    columns = [(h, k) for h, k in COLUMNS if k != "note" or any(r["metrics"].get("status") != "ok" for r in rows)]
     table = Table(title=title)
-    for header, key in COLUMNS:
+    for header, key in columns:
         if key == "note":
-            table.add_column(header, overflow="fold", ratio=1, min_width=20)
+            table.add_column(header, overflow="fold", ratio=1, min_width=30)
         else:
             table.add_column(header, justify="right" if key.endswith(("_s", "_bytes")) else "left", no_wrap=True)
     for row in rows:
         style = "" if row["metrics"].get("status") == "ok" else "red"
-        table.add_row(*(format_cell(key, row) for _, key in COLUMNS), style=style)
-    out().print(table)
+        table.add_row(*(Text(format_cell(key, row)) for _, key in columns), style=style)
+    console = out()
+    if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
+        console = Console(file=sys.stdout, width=200, highlight=False)
+    console.print(table)

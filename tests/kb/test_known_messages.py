@@ -26,6 +26,8 @@ CASES = [
     ("cudnn_error", "Could not load library cudnn_ops_infer64_8.dll. Error code 126\nPlease make sure cudnn_ops_infer64_8.dll is in your library path!"),
     ("gpu_hardware_xid", "NVRM: Xid (PCI:0000:0a:00): 31, pid=13332, name=python, Ch 00000010, intr 00000000. MMU Fault: ENGINE CE2 HUBCLIENT_CE0 faulted\nNVRM: Xid (PCI:0000:0a:00): 62, pid='<unknown>', name=<unknown>, 2023b230 20238a3a 2023e8b6"),
     ("driver_library_mismatch", "terminate called after throwing an instance of 'std::runtime_error'\n  what():  Error (gpu_burn-drv.cpp:298): system not yet initialized"),
+    ("dtype_mismatch", "RuntimeError: Expected tensor for argument #1 'indices' to have scalar type Long; but got torch.cuda.IntTensor instead (while checking arguments for embedding)"),
+    ("dtype_mismatch", "RuntimeError: Expected object of scalar type Long but got scalar type Float for argument #3 'index'"),
     ("cpu_ram_oom", "RuntimeError: [enforce fail at alloc_cpu.cpp:83] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4718592000 bytes. Error code 12 (Cannot allocate memory)"),
     ("disk_space", "RuntimeError: [enforce fail at inline_container.cc:603] . unexpected pos 1472 vs 1366"),
     ("disk_space", "OSError: [Errno 28] No space left on device: '/home/user/.cache/huggingface/hub/tmpq3b1'"),

@@ -52,22 +52,31 @@ class DashboardScreen(OpsScreen):
         super().__init__()
         self.cards: dict[int, GpuCard] = {}
         self.compact = False
+        self.lower_ready = False
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()
         yield Banner(id="banner")
         yield HostStrip(id="host")
         yield Vertical(Static("waiting for telemetry…", id="gpu-wait"), id="gpus")
-        with Horizontal(id="lower"):
-            with Vertical(id="proc-pane"):
-                yield ProcessTable(id="processes")  # the filter Input is mounted on first use
-            yield FindingsList(id="findings")
+        # The processes and findings panes are mounted right after the first frame is out
+        # (progressive start-up: the tab bar, host strip and footer show ~50 ms sooner).
+        yield Horizontal(id="lower")
         yield from self.compose_footer()
 
     def on_mount(self) -> None:
-        self.query_one("#proc-pane").border_title = "Processes (sort: vram)"
-        self.query_one("#findings").border_title = "Findings"
+        self.call_after_refresh(self._mount_lower)
+
+    async def _mount_lower(self) -> None:
+        pane = Vertical(ProcessTable(id="processes"), id="proc-pane")  # the filter Input comes on first use
+        findings = FindingsList(id="findings")
+        pane.border_title = "Processes (sort: vram)"
+        findings.border_title = "Findings"
+        await self.query_one("#lower").mount_all([pane, findings])
+        self.lower_ready = True
         self.query_one("#processes", ProcessTable).focus()
+        if self.ops.snapshot is not None:
+            self.receive_snapshot(self.ops.snapshot)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "kill" and self.ops.settings.readonly:
@@ -84,8 +93,9 @@ class DashboardScreen(OpsScreen):
             card = self.cards.get(gpu.index)
             if card is not None:
                 card.show(gpu, history.util.get(gpu.index, ()), history.vram.get(gpu.index, ()), snapshot.xid_events)
-        self.query_one("#processes", ProcessTable).show(snapshot)
-        self.query_one("#findings", FindingsList).show(snapshot.findings)
+        if self.lower_ready:
+            self.query_one("#processes", ProcessTable).show(snapshot)
+            self.query_one("#findings", FindingsList).show(snapshot.findings)
 
     def _ensure_cards(self, snapshot: Snapshot) -> None:
         indexes = [g.index for g in snapshot.gpus]
@@ -119,6 +129,8 @@ class DashboardScreen(OpsScreen):
 
     # -- actions ---------------------------------------------------------
     def action_sort(self) -> None:
+        if not self.lower_ready:  # the first ~50 ms of start-up
+            return
         table = self.query_one("#processes", ProcessTable)
         key = table.cycle_sort()
         self.query_one("#proc-pane").border_title = f"Processes (sort: {key})"
@@ -135,6 +147,8 @@ class DashboardScreen(OpsScreen):
         return box
 
     def action_filter(self) -> None:
+        if not self.lower_ready:  # the first ~50 ms of start-up
+            return
         box = self.filter_box()
         box.add_class("shown")
         self.call_after_refresh(box.focus)
@@ -160,9 +174,13 @@ class DashboardScreen(OpsScreen):
         self.query_one("#processes", ProcessTable).focus()
 
     def action_focus_findings(self) -> None:
+        if not self.lower_ready:  # the first ~50 ms of start-up
+            return
         self.query_one("#findings").focus()
 
     def action_focus_processes(self) -> None:
+        if not self.lower_ready:  # the first ~50 ms of start-up
+            return
         self.query_one("#processes").focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -175,6 +193,8 @@ class DashboardScreen(OpsScreen):
             self.notify(f"{finding.message} — no KB entry for this finding", title=finding.id)
 
     def action_kill(self) -> None:
+        if not self.lower_ready:  # the first ~50 ms of start-up
+            return
         if self.ops.settings.readonly:
             self.notify("read-only mode: kill is disabled", severity="error")
             return

@@ -60,10 +60,14 @@ def test_a_failing_or_hanging_step_is_recorded_and_the_next_one_runs(tmp_path: P
         garbled = gpu_check.run_step(gpu_check.Step("garbled", ["echo", "not json"], 10, gpu_check.parse_run), 10,
                                      log, env)
         late = gpu_check.run_step(gpu_check.Step("late", ["true"], 10), 0.5, log, env)
+        critical = gpu_check.run_step(gpu_check.Step(
+            "status", [sys.executable, "-c", "import sys; print('{\"nvml\": {}, \"gpus\": []}'); sys.exit(2)"], 10,
+            gpu_check.parse_status, ok_codes=(0, 1, 2)), 10, log, env)
     assert hang["status"] == "timeout" and "2 s" in hang["reason"] and hang["seconds"] < 10
     assert fail["status"] == "failed" and "boom" in fail["reason"]
     assert garbled["status"] == "failed" and "unreadable output" in garbled["reason"]
     assert late["status"] == "skipped" and "budget" in late["reason"]
+    assert critical["status"] == "ok"  # status exiting 2 (a critical finding) is a result, not a broken step
 
 
 @pytest.mark.parametrize(("name", "tb_s"), [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -159,8 +160,21 @@ class RunStore:
             conn.close()
 
     # --- recovery ---------------------------------------------------------------------
+    def _disk_full(self, exc: BaseException) -> bool:
+        """SQLite's "disk is full" / "disk I/O error" on a full file system is not damage."""
+        text = str(exc).lower()
+        if "disk is full" in text or "no space" in text:
+            return True
+        try:
+            return "disk i/o error" in text and shutil.disk_usage(self.root).free < (1 << 20)
+        except OSError:
+            return False
+
     def _recover(self, exc: BaseException) -> None:
         """Move the damaged database aside and rebuild it from the run directories."""
+        if self._disk_full(exc):  # nothing is damaged: moving the registry aside would not help
+            raise UsageError(f"the disk holding the run registry {self.path} is full ({exc}); free space there "
+                             f"(`df -h {self.root}`) and run the command again; no run was lost") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         moved = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}")
         try:

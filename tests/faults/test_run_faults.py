@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,3 +130,34 @@ def test_corrupt_registry_is_rebuilt_and_said_and_a_corrupt_run_dir_is_reported(
     assert opsconsole("runs", "show", ids[1], "--json").returncode == 0  # the other run is untouched
     report = opsconsole("report", "--out", str(tmp_path / "r"), "--runs", "5")
     assert report.returncode == 0, report.stderr
+
+
+def _can_mount_tmpfs() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True, timeout=10)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and mount namespaces for a small tmpfs")
+def test_really_full_disk_under_the_state_dir_is_said_plainly_and_nothing_is_lost(tmp_path: Path) -> None:
+    """The whole state dir (registry + run dirs) on a 1 MiB tmpfs in a private mount namespace."""
+    state = tmp_path / "state"
+    state.mkdir()
+    cli = f"{sys.executable} -m opsconsole"
+    script = (f"mount -t tmpfs -o size=1m tmpfs {state} || exit 99\n"
+              f"export XDG_STATE_HOME={state}\n"
+              f"{cli} run selftest --flood --foreground --json >/dev/null 2>{tmp_path}/run.err; echo RUN_EXIT=$?\n"
+              f"{cli} runs list 2>&1; echo LIST_EXIT=$?\n"
+              f"rm -f {state}/opsconsole/runs/*/output.log\n"  # the user frees space
+              f"{cli} runs list --json; echo LIST2_EXIT=$?\n"
+              f"{cli} run selftest --lines 1 --foreground --json 2>/dev/null | grep '\"status\"'\n")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    assert "RUN_EXIT=0" not in out and "Traceback" not in out + read_text(tmp_path / "run.err")
+    assert "is full" in out and "free space" in out and "LIST_EXIT=3" in out  # one clear line, no "damaged"
+    assert "damaged" not in out
+    listed = json.loads(out.split("LIST_EXIT=3", 1)[1].split("LIST2_EXIT=0", 1)[0])
+    assert len(listed) == 1 and listed[0]["status"] in ("failed", "crashed")
+    assert '"status": "ok"' in out  # with space again, the next run works

@@ -32,6 +32,8 @@ CASES = [
     ("bitsandbytes", "bin F:\\venv\\lib\\site-packages\\bitsandbytes\\libbitsandbytes_cuda118.dll\nError named symbol not found at line 74 in file D:\\a\\bitsandbytes\\csrc\\ops.cu"),
     ("dtype_mismatch", "RuntimeError: CUDA error: CUBLAS_STATUS_NOT_SUPPORTED when calling `cublasGemmStridedBatchedEx(handle, opa, opb, (int)m, (int)n, (int)k, (void*)&falpha, a, CUDA_R_16BF, (int)lda, stridea, b, CUDA_R_16BF, (int)ldb)`"),
     ("cuda_not_visible", "[188497.595099] NVRM: No NVIDIA graphics adapter probed!\n[188549.976351] NVRM: The NVIDIA probe routine was not called for 3 device(s)."),
+    ("nccl_error", "[rank1]: torch.distributed.DistBackendError: [1] is setting up NCCL communicator and retrieving ncclUniqueId from [0] via c10d key-value store by key '0', but store->get('0') got error: Socket Timeout"),
+    ("device_mismatch", "RuntimeError: Tensor on device cuda:0 is not on the expected device meta!"),
     ("cpu_ram_oom", "RuntimeError: [enforce fail at alloc_cpu.cpp:83] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4718592000 bytes. Error code 12 (Cannot allocate memory)"),
     ("disk_space", "RuntimeError: [enforce fail at inline_container.cc:603] . unexpected pos 1472 vs 1366"),
     ("disk_space", "OSError: [Errno 28] No space left on device: '/home/user/.cache/huggingface/hub/tmpq3b1'"),

@@ -61,10 +61,13 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
     LaunchDialog > VerticalScroll { width: 76; max-width: 100%; height: auto; max-height: 100%;
         border: thick $accent; background: $surface; padding: 0 1; }
     LaunchDialog Horizontal { height: auto; }
-    LaunchDialog Label { width: 9; padding: 1 0 0 0; }
+    LaunchDialog Horizontal { margin-bottom: 1; }
+    LaunchDialog Label { width: 9; }
     LaunchDialog Select, LaunchDialog Input { width: 1fr; }
     LaunchDialog #launch-buttons { align-horizontal: right; }
     LaunchDialog Button { margin-left: 1; }
+    LaunchDialog Select:focus > SelectCurrent, LaunchDialog Input:focus, LaunchDialog Checkbox:focus {
+        background: $accent 30%; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "launch", "Launch", priority=True)]
 
@@ -75,31 +78,34 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static("[b]Launch a smoke run[/b]  (ctrl+s launches, Esc cancels)")
+            yield Static("[b]Launch a smoke run[/b]  (ctrl+s launches, Esc cancels)\n")
             with Horizontal():
                 yield Label("preset")
-                yield Select([(name, name) for name in self.presets], id="preset", prompt="(none)")
+                yield Select([(name, name) for name in self.presets], id="preset", prompt="(none)", compact=True)
             with Horizontal():
                 yield Label("kind")
-                yield Select([(k, k) for k in self.kinds], id="kind", allow_blank=False, value=self.kinds[0])
+                yield Select([(k, k) for k in self.kinds], id="kind", allow_blank=False, value=self.kinds[0], compact=True)
             with Horizontal():
                 yield Label("model")
-                yield Input("tiny", id="model", placeholder="tiny | local path | HF id in the cache")
+                yield Input("tiny", id="model", placeholder="tiny | local path | HF id in the cache", compact=True)
             with Horizontal():
                 yield Label("device")
-                yield Select([(d, d) for d in DEVICES], id="device", allow_blank=False, value="auto")
+                yield Select([(d, d) for d in DEVICES], id="device", allow_blank=False, value="auto", compact=True)
             with Horizontal():
                 yield Label("dtype")
-                yield Select([(d, d) for d in DTYPES], id="dtype", allow_blank=False, value="auto")
+                yield Select([(d, d) for d in DTYPES], id="dtype", allow_blank=False, value="auto", compact=True)
             with Horizontal():
                 yield Label("options")
-                yield Input("", id="options", placeholder="e.g. --steps 20 --max-new-tokens 16")
+                yield Input("", id="options", placeholder="e.g. --steps 20 --max-new-tokens 16", compact=True)
             with Horizontal():
                 yield Label("")
-                yield Checkbox("force (GPU already in use by a run)", id="force")
+                yield Checkbox("force (GPU already in use by a run)", id="force", compact=True)
             with Horizontal(id="launch-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Launch", id="launch", variant="success")
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Launch (ctrl+s)", id="launch", variant="success", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#preset", Select).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id != "preset" or event.value is Select.BLANK:

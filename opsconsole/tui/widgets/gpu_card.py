@@ -61,7 +61,10 @@ def health_badges(gpu: GpuSnapshot, xids: Sequence[XidEvent], problems_only: boo
     if pcie.gen is None or pcie.width is None:
         parts.append(("PCIe ?", "dim"))
     else:
-        degraded = (pcie.max_gen and pcie.gen < pcie.max_gen) or (pcie.max_width and pcie.width < pcie.max_width)
+        # An idle GPU drops its link generation to save power: only a narrow link, or a slow
+        # generation under load, is a degraded link.
+        busy = (gpu.utilization.gpu or 0) >= 30
+        degraded = (pcie.max_width and pcie.width < pcie.max_width) or (busy and pcie.max_gen and pcie.gen < pcie.max_gen)
         parts.append((f"PCIe {pcie.gen}x{pcie.width}", "yellow" if degraded else "green"))
     if gpu.state == "stale":
         parts.insert(0, ("STALE", "bold yellow"))
@@ -127,6 +130,7 @@ class GpuCard(Widget):
     GpuCard { height: 6; border: round $primary-darken-1; padding: 0 1; }
     GpuCard.compact { height: 1; border: none; padding: 0; }
     GpuCard.problem { border: round $error; }
+    GpuCard.compact.problem { border: none; background: $error 15%; }
     """
 
     def __init__(self, index: int, **kwargs) -> None:
@@ -183,7 +187,8 @@ class GpuCard(Widget):
         head = Text(f"{gpu.index} ", style="bold")
         head.append(truncate(short_name(gpu.name), 14).ljust(14))
         if gpu.state not in ("ok", "stale"):
-            head.append(f" {gpu.state.upper()}: {gpu.error or ''}", style="bold red")
+            head.append(f" {gpu.state.upper()}: {gpu.error or ''} ", style="bold red")
+            head.append_text(health_badges(gpu, self.xids, problems_only=True))
             head.truncate(width)
             return head
         util, frac = gpu.utilization.gpu, gpu.memory.used_fraction

@@ -181,7 +181,7 @@ class RunDetail(Vertical):
         if self.state.finish and status in ("running", "starting"):
             status = self.state.finish.get("status", status)
         end = record.ended_at or time.time()
-        head = Text.assemble((f"{record.id} ", "bold"), (f"{record.kind} ", ""), (status, STATUS_STYLE.get(status, "")),
+        head = Text.assemble((f"{record.kind} ", "bold"), (status, STATUS_STYLE.get(status, "")),
                              (f"  {duration(end - record.started_at)}", "dim"), (f"  {self.total_lines} lines", "dim"))
         log = self.query_one("#run-log", FollowLog)
         head.append("  follow" if log.auto_scroll else "  paused (f: follow)", style="dim" if log.auto_scroll else "yellow")
@@ -207,7 +207,9 @@ class RunDetail(Vertical):
             self.show_diagnosis()
 
     def _render_gpu(self) -> None:
-        device = (self.state.start or {}).get("device") or (self.record.device if self.record else None) or ""
+        start = self.state.start or {}
+        device = (self.state.metrics.get("device") or start.get("device")
+                  or (self.record.device if self.record else None) or "")
         widget = self.query_one("#run-gpu", Static)
         if not str(device).startswith("cuda"):
             widget.update(Text(f"device {device or '?'} (no GPU telemetry for this run)", style="dim"))

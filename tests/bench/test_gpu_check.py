@@ -25,6 +25,7 @@ def test_script_parses_and_refuses_bad_arguments(tmp_path: Path) -> None:
     assert no_out.returncode == 3 and "--out DIR" in no_out.stderr
 
 
+@pytest.mark.slow  # ~80 s on 2 busy cores: eight real smoke runs, end to end, as CI runs it
 def test_cpu_path_runs_every_step_and_writes_results_and_summary(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", str(REPO / "bench/gpu_check.sh"), "--device", "cpu", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=400)

@@ -71,7 +71,7 @@ class OpsConsoleApp(App[int]):
     DEFAULT_MODE = "dashboard"  # the first frame composes the dashboard directly
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        *(Binding(f"{key},f{n + 1}" if key != "?" else "question_mark,f1", f"goto('{mode}')", title, show=False)
+        *(Binding(f"{key},f{n + 1}" if key != "?" else f"question_mark,f{n + 1}", f"goto('{mode}')", title, show=False)
           for n, (mode, key, title) in enumerate(SCREENS)),
         Binding("ctrl+t", "toggle_dark", "Light/dark", show=False),
     ]

@@ -19,27 +19,28 @@ and re-appear in Runs next time. **ctrl+t** toggles a light/dark theme. The mous
 """
 
 
-def bindings_table(bindings: list[Binding | tuple]) -> str:
-    rows = []
+def bindings_line(bindings: list[Binding | tuple]) -> str:
+    """`key` action · `key` action … for one screen."""
+    items = []
     for item in bindings:
         binding = item if isinstance(item, Binding) else Binding(*item)
         if not binding.description:
             continue
-        keys = ", ".join(k.strip().replace("slash", "/").replace("question_mark", "?") for k in binding.key.split(","))
-        rows.append(f"| `{keys}` | {binding.description} |")
-    return "| key | action |\n|---|---|\n" + "\n".join(rows) if rows else "_no keys of its own_"
+        keys = "/".join(k.strip().replace("slash", "/").replace("question_mark", "?") for k in binding.key.split(","))
+        items.append(f"`{keys}` {binding.description}")
+    return " · ".join(items) if items else "_no keys of its own_"
 
 
 def help_markdown() -> str:
     from ..app import screen_class
 
-    parts = [GENERAL]
+    parts = [GENERAL, "## Keys per screen\n"]
     for mode, key, title in SCREENS:
         if mode == "help":
             continue
         screen_cls = screen_class(mode)
         own = [b for b in screen_cls.BINDINGS if not (isinstance(b, Binding) and b.action == "blur")]
-        parts.append(f"## {key} {title}\n\n{bindings_table(own)}\n")
+        parts.append(f"- **{key} {title}**: {bindings_line(own)}")
     return "\n".join(parts)
 
 

@@ -40,6 +40,7 @@ CASES = [
     ("model_download_offline", "huggingface_hub.errors.OfflineModeIsEnabled: Cannot reach https://huggingface.co/api/models/org/model/refs: offline mode is enabled. To disable it, please unset the `HF_HUB_OFFLINE` environment variable."),
     ("xformers_attention", "ModuleNotFoundError: Refer to https://github.com/facebookresearch/xformers for more information on how to install \nxformers"),
     ("xformers_attention", "    out = xformers.ops.memory_efficient_attention(\nAttributeError: module 'xformers' has no attribute 'ops'"),
+    ("cpu_ram_oom", "RuntimeError: unable to mmap 23802932552 bytes from file <./flux1-dev.safetensors>: Cannot allocate memory (12)"),
     ("cpu_ram_oom", "RuntimeError: [enforce fail at alloc_cpu.cpp:83] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 4718592000 bytes. Error code 12 (Cannot allocate memory)"),
     ("disk_space", "RuntimeError: [enforce fail at inline_container.cc:603] . unexpected pos 1472 vs 1366"),
     ("disk_space", "OSError: [Errno 28] No space left on device: '/home/user/.cache/huggingface/hub/tmpq3b1'"),

@@ -217,12 +217,12 @@ class Timer:
 
     def __enter__(self) -> "Timer":
         synchronize(self.device)
-        self._start = time.perf_counter()
+        self.started = time.perf_counter()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         synchronize(self.device)
-        self.seconds = time.perf_counter() - self._start
+        self.seconds = time.perf_counter() - self.started
 
 
 def stderr(message: str) -> None:

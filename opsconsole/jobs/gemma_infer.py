@@ -1,18 +1,20 @@
 """gemma-infer: chat generation with Gemma 2, measured (TTFT, decode tokens/s, peak VRAM).
 
-Each turn: the conversation so far is rendered with the chat template; a 1-token generate
-times the prefill (TTFT), then a generate forced to exactly --max-new-tokens
-(min_new_tokens) times the whole answer; decode tokens/s = (N - 1) / (total - TTFT).
+Each turn: the conversation so far is rendered with the chat template and one generate,
+forced to exactly --max-new-tokens (min_new_tokens), is timed; a logits processor stamps
+the first decoding step, which gives the TTFT (prefill) of that same call, and
+decode tokens/s = (N - 1) / (total - TTFT).
 The answer is appended to the history and the next turn re-feeds it all.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from .common import (JobContext, JobError, Timer, add_common_job_options, dtype_name, peak_memory,
-                     reset_peak_memory, resolve_dtype, resolve_device, seed_everything)
+                     reset_peak_memory, resolve_dtype, resolve_device, seed_everything, synchronize)
 from .gemma_model import ATTN_CHOICES, QUANT_CHOICES, load_model, load_tokenizer, resolve_source, validate_backends
 
 DEFAULT_PROMPTS = (
@@ -68,6 +70,28 @@ class _FiniteWatch:
         return bool(self.bad) if self.bad is not None else False
 
 
+class _FirstTokenClock:
+    """Logits processor that timestamps the first decoding step of a generate() call.
+
+    It is first called right after the prefill forward pass, so (first call - start)
+    is the time to first token of the SAME call whose total time we measure: TTFT and
+    decode speed come from one generation, not from two calls with their own noise.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.first: float | None = None
+
+    def reset(self) -> None:
+        self.first = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.first is None:
+            synchronize(self.device)
+            self.first = time.perf_counter()
+        return scores
+
+
 class _KeepInVocab:
     """Keeps generated ids inside the tokenizer (random full-size models have a larger vocab)."""
 
@@ -96,7 +120,8 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
             f"dtype {dtype_name(dtype)}, attention {attn_used}, quant {args.quant}, compile {args.compile}")
 
     watch = _FiniteWatch()
-    processors = [watch]
+    clock = _FirstTokenClock(device)
+    processors = [watch, clock]
     if model.config.vocab_size > len(tokenizer):
         processors.append(_KeepInVocab(len(tokenizer)))
     gen_kwargs: dict[str, Any] = {
@@ -146,22 +171,22 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
             with Timer(device) as rewarm:
                 generate(input_ids, args.max_new_tokens)
             ctx.log(f"turn {turn} warm-up (recompile for {input_ids.shape[1]} prompt tokens): {rewarm.seconds:.3f}s")
-        with Timer(device) as prefill:
-            generate(input_ids, 1)
+        clock.reset()
         with Timer(device) as total:
             output = generate(input_ids, args.max_new_tokens)
+        ttft_s = (clock.first - total.started) if clock.first is not None else total.seconds
         new_ids = output[0, input_ids.shape[1]:]
         text = tokenizer.decode(new_ids, skip_special_tokens=True).strip()
-        decode_s = max(total.seconds - prefill.seconds, 1e-9)
+        decode_s = max(total.seconds - ttft_s, 1e-9)
         stats = {
             "turn": turn, "prompt_tokens": int(input_ids.shape[1]), "new_tokens": int(new_ids.numel()),
-            "ttft_s": prefill.seconds, "total_s": total.seconds,
+            "ttft_s": ttft_s, "total_s": total.seconds,
             "decode_tokens_per_s": (new_ids.numel() - 1) / decode_s if new_ids.numel() > 1 else None,
         }
         turns.append(stats)
         history.append({"role": "assistant", "content": text or "(empty)"})
         ctx.progress(turn, args.turns, unit="turn", **{k: v for k, v in stats.items() if k != "turn"})
-        ctx.log(f"turn {turn}/{args.turns}: {stats['prompt_tokens']} prompt tokens, TTFT {prefill.seconds * 1000:.1f} ms, "
+        ctx.log(f"turn {turn}/{args.turns}: {stats['prompt_tokens']} prompt tokens, TTFT {ttft_s * 1000:.1f} ms, "
                 f"{stats['new_tokens']} tokens in {total.seconds:.3f}s")
         ctx.log(f"  user:  {history[-2]['content']}")
         ctx.log(f"  model: {text!r}")

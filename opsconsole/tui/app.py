@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import argparse
 import importlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -229,6 +230,10 @@ def run_tui(args: argparse.Namespace, settings: Settings) -> int:
 
         if simulate not in list_scenarios():
             raise UnknownScenarioError(simulate)
+    if os.environ.get("OPSCONSOLE_TERMINAL_GRAPHICS") == "1" and sys.stdout.isatty():
+        # textual-image asks the terminal about kitty/sixel support, which only works before
+        # Textual takes the terminal (and may wait for an answer): opt-in. Default: half-blocks.
+        import textual_image.widget  # noqa: F401
     app = create_app(settings, simulate=simulate)
     app.run()
     return app.return_code or 0

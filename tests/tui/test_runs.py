@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable
 
 from opsconsole.config import Settings
@@ -97,3 +98,37 @@ async def test_preset_selection_in_the_form(make_app):
         await pilot.pause()
         request = form.request()
         assert request.kind == "gemma-lora" and request.argv == ["--model", "tiny", "--steps", "20"]
+
+
+async def test_quitting_the_console_leaves_runs_running(make_app):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await launch_from_form(pilot, "--lines 20 --interval 0.1")
+        await wait_until(pilot, lambda: app.screen.query_one(RunDetail).record is not None)
+        run_id = app.screen.query_one(RunDetail).record.id
+        await pilot.press("ctrl+q")
+    manager = RunManager(Settings())
+    assert manager.get(run_id).status in ("starting", "running")  # the console is gone, the run is not
+    result = manager.wait(run_id, timeout=30)
+    assert result["status"] == "ok"
+
+
+@pytest.mark.slow
+@pytest.mark.ml
+async def test_gemma_infer_tiny_from_the_quick_preset(make_app):
+    pytest.importorskip("transformers")
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        app.screen.query_one("#preset").value = "quick Gemma check"
+        await pilot.pause()
+        app.screen.query_one("#device").value = "cpu"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.screen.query_one(RunDetail).record is not None)
+        detail = app.screen.query_one(RunDetail)
+        await wait_until(pilot, lambda: detail.state.finish is not None, timeout=180, what="gemma run finished")
+        assert detail.state.finish["status"] == "ok", detail.state.finish
+        await wait_until(pilot, lambda: "decode_tokens_per_s" in screen_text(app) or "ttft_s" in screen_text(app),
+                         what="metrics shown")

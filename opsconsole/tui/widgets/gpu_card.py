@@ -119,6 +119,19 @@ def power_text(gpu: GpuSnapshot) -> Text:
     return out
 
 
+def mig_text(gpu: GpuSnapshot) -> Text:
+    """MIG instances by profile with their memory in use: `1g.10gb×7 6.4/9.8G 2.9/9.8G …`."""
+    counts: dict[str, int] = {}
+    for device in gpu.mig_devices:
+        counts[device.name or "?"] = counts.get(device.name or "?", 0) + 1
+    text = Text("MIG ", style="magenta")
+    text.append(" ".join(f"{name}×{n}" for name, n in counts.items()) + " ", style="magenta")
+    for device in gpu.mig_devices:
+        text.append_text(bar(device.memory.used_fraction, 2))
+        text.append(" ")
+    return text
+
+
 def vram_label(gpu: GpuSnapshot) -> str:
     return f"{gib(gpu.memory.used)}/{gib(gpu.memory.total, 0)}G"
 
@@ -223,11 +236,14 @@ class GpuCard(Widget):
         bar_w = max(4, min(20, (width - 24) // 2))
         spark_w = max(0, width - bar_w - 12)
         util = gpu.utilization.gpu
-        line = Text("util ")
-        line.append_text(bar(None if util is None else util / 100, bar_w))
-        line.append(f" {pct(util):>5} ")
-        line.append_text(sparkline(self.util_history, spark_w, style="cyan"))
-        lines.append(line)
+        if util is None and gpu.mig_mode:  # NVML reports no utilisation for a GPU split into MIG instances
+            lines.append(Text("inst ").append_text(mig_text(gpu)))
+        else:
+            line = Text("util ")
+            line.append_text(bar(None if util is None else util / 100, bar_w))
+            line.append(f" {pct(util):>5} ")
+            line.append_text(sparkline(self.util_history, spark_w, style="cyan"))
+            lines.append(line)
         frac = gpu.memory.used_fraction
         line = Text("vram ")
         line.append_text(bar(frac, bar_w))

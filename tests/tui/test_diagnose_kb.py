@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual.events import Paste
 from textual.widgets import OptionList, TextArea
 
 from tui_helpers import screen_text, wait_until
@@ -80,3 +81,18 @@ async def test_kb_fuzzy_search_and_read(make_app):
         assert first.id == "gpu-fallen-off-bus"
         await wait_until(pilot, lambda: "gpu-fallen-off-bus" in screen_text(app) and "79" in screen_text(app),
                          what="entry shown")
+
+
+async def test_terminal_paste_with_cr_line_ends_is_diagnosed_on_the_spot(make_app):
+    app = make_app("torch-arch-mismatch")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.current_mode == "diagnose")
+        screen = app.screen
+        pasted = "Traceback (most recent call last):\r  File \"x.py\", line 3, in <module>\r" \
+                 "RuntimeError: CUDA error: no kernel image is available for execution on the device\r"
+        screen.post_message(Paste(pasted))
+        await wait_until(pilot, lambda: screen.result is not None, what="diagnosis of the paste")
+        assert screen.result.lines_scanned == 3
+        assert screen.result.matches[0].category == "no_kernel_image"
+        await wait_until(pilot, lambda: "3 ▶ RuntimeError: CUDA error: no kernel image" in screen_text(app))

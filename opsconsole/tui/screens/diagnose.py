@@ -110,7 +110,7 @@ class DiagnoseScreen(OpsScreen):
             return
         event.stop()
         self.source_path = None
-        area.load_text(event.text)
+        area.load_text(event.text.replace("\r\n", "\n").replace("\r", "\n"))
         self.action_diagnose()
 
     # -- input -------------------------------------------------------------
@@ -145,7 +145,8 @@ class DiagnoseScreen(OpsScreen):
 
     # -- diagnosis -----------------------------------------------------------
     def action_diagnose(self) -> None:
-        text = self.query_one("#log-text", TextArea).text
+        # A terminal paste ends lines with \r (and TextArea keeps what it was given): one convention.
+        text = self.query_one("#log-text", TextArea).text.replace("\r\n", "\n").replace("\r", "\n")
         if self.source_path is None and not text.strip():
             self.notify("nothing to diagnose: paste a log or give a file path", severity="warning")
             return

@@ -28,6 +28,9 @@ def env_table(env: CudaEnv, findings: list[Finding]) -> Table:
     def row(label: str, value: object, style: str = "") -> None:
         table.add_row(label, Text("n/a" if value is None or value == "" else str(value), style=style))
 
+    for finding in findings:  # what matters first
+        table.add_row(Text(SEVERITY_ICON.get(finding.severity, "?") + " finding", style=SEVERITY_STYLE.get(finding.severity)),
+                      Text(f"{finding.message}" + (f"  → KB {finding.kb}" if finding.kb else "")))
     status_style = "green" if env.status == "ok" else "yellow" if env.status in ("no_torch", "not_probed") else "red"
     row("interpreter", env.python)
     row("probe", f"{env.status}{' — ' + env.message if env.message else ''}", status_style)
@@ -48,9 +51,6 @@ def env_table(env: CudaEnv, findings: list[Finding]) -> Table:
             "" if lib.version else "dim")
     for name, value in env.env:
         row(f"  ${name}", value if value is not None else "(unset)", "" if value is not None else "dim")
-    for finding in findings:
-        table.add_row(Text(SEVERITY_ICON.get(finding.severity, "?") + " finding", style=SEVERITY_STYLE.get(finding.severity)),
-                      Text(f"{finding.message}" + (f"  → KB {finding.kb}" if finding.kb else "")))
     return table
 
 

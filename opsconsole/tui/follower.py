@@ -42,7 +42,7 @@ class FollowState:
 
 
 class RunFollower:
-    def __init__(self, run_dir: str | Path, batch_lines: int = 500, backlog_bytes: int = 128 * 1024) -> None:
+    def __init__(self, run_dir: str | Path, batch_lines: int = 300, backlog_bytes: int = 128 * 1024) -> None:
         self.run_dir = Path(run_dir)
         self._tail = RunTail(self.run_dir)  # events only (progress, metrics, artifacts, finish)
         self._log = IncrementalLines(self.run_dir / LOG_FILE, start_at_end=True, backlog_bytes=backlog_bytes)

@@ -140,7 +140,8 @@ def build_steps(device: str) -> list[Step]:
              240, parse_run, skip="torch.compile on CPU takes minutes" if cpu else None),
         Step("sd-infer", run_job("sd-infer", *dev, *sd), 120, parse_run),
         Step("sd-infer compiled", run_job("sd-infer", *dev, *sd, "--compile"), 240, parse_run,
-             skip=None if sd_compile else "sd-infer has no --compile flag yet"),
+             skip="torch.compile on CPU takes minutes" if cpu else
+             None if sd_compile else "sd-infer has no --compile flag (an older checkout?)"),
         Step(f"gemma-lora {train_steps} steps", run_job("gemma-lora", *dev, *(gemma[:2] if cpu else gemma),
                                                          "--steps", train_steps), 150, parse_run),
         Step(f"sd-lora {train_steps} steps", run_job("sd-lora", *dev, *sd[:4], "--steps", train_steps, *(

@@ -45,6 +45,13 @@ def test_real_png_and_mask_pass_validation(tmp_path: Path) -> None:
     sd_infer.validate(infer_args("--init-image", str(image), "--mask", str(image), "--scheduler", "euler-a"))
 
 
+def test_compile_flag_is_accepted() -> None:
+    # The compile itself takes ~1 min on CPU even for the tiny UNet: tests/gpu/test_sd_gpu.py runs it.
+    args = infer_args("--compile", "--warmup-steps", "0")
+    sd_infer.validate(args)
+    assert args.compile and not infer_args().compile
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--scheduler", "dpm-fast"], "unknown --scheduler"),
     (["--width", "100"], "multiple of 8"),
@@ -53,6 +60,7 @@ def test_real_png_and_mask_pass_validation(tmp_path: Path) -> None:
     (["--mask", "m.png"], "needs --init-image"),
     (["--strength", "1.5"], "--strength"),
     (["--weights", "random", "--model", "tiny"], "--model sd15 or --model sdxl"),
+    (["--compile", "--cpu-offload"], "--compile and --cpu-offload do not mix"),
 ])
 def test_bad_infer_flags_exit_3(argv: list[str], words: str) -> None:
     with pytest.raises(JobError) as err:

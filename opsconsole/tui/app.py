@@ -176,9 +176,9 @@ class OpsConsoleApp(App[int]):
         self.switch_mode("kb")
         self.call_after_refresh(lambda: self.screen.show_entry(entry_id))  # type: ignore[attr-defined]
 
-    def open_playbook(self, playbook_id: str, log_text: str | None = None, run: bool = False) -> None:
+    def open_playbook(self, playbook_id: str, log_file: str | None = None, run: bool = False) -> None:
         self.switch_mode("playbooks")
-        self.call_after_refresh(lambda: self.screen.select_playbook(playbook_id, log_text=log_text, run=run))  # type: ignore[attr-defined]
+        self.call_after_refresh(lambda: self.screen.select_playbook(playbook_id, log_file=log_file, run=run))  # type: ignore[attr-defined]
 
     def open_run(self, run_id: str) -> None:
         self.switch_mode("runs")

@@ -132,3 +132,22 @@ async def test_gemma_infer_tiny_from_the_quick_preset(make_app):
         assert detail.state.finish["status"] == "ok", detail.state.finish
         await wait_until(pilot, lambda: "decode_tokens_per_s" in screen_text(app) or "ttft_s" in screen_text(app),
                          what="metrics shown")
+
+
+async def test_follow_toggle_and_scrolling_up_pauses_the_log(make_app):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await launch_from_form(pilot, "--lines 300")
+        await wait_until(pilot, lambda: app.screen.query_one(RunDetail).record is not None)
+        detail = app.screen.query_one(RunDetail)
+        await wait_until(pilot, lambda: "selftest line 300/300" in log_text(app), timeout=30, what="all lines")
+        log = app.screen.query_one(FollowLog)
+        assert log.auto_scroll and "follow" in screen_text(app)
+        await pilot.press("f")
+        await wait_until(pilot, lambda: "paused (f: follow)" in screen_text(app), what="paused")
+        await pilot.press("f")
+        await wait_until(pilot, lambda: log.auto_scroll and "paused" not in screen_text(app).splitlines()[2])
+        log.focus()
+        await pilot.press("pageup")  # the user scrolls back: following stops
+        assert not log.auto_scroll
+        assert detail.total_lines == 300

@@ -221,4 +221,4 @@ class DiagnoseScreen(OpsScreen):
             with handle:
                 handle.write(self.query_one("#log-text", TextArea).text)
             log_path = Path(handle.name)
-        self.ops.open_playbook(diagnosis.playbook, log_text=str(log_path), run=True)
+        self.ops.open_playbook(diagnosis.playbook, log_file=str(log_path), run=True)

@@ -134,13 +134,13 @@ class PlaybooksScreen(OpsScreen):
         self.query_one("#pb-steps").remove_children()
         self.query_one("#pb-verdict", Static).update("")
 
-    def select_playbook(self, playbook_id: str, log_text: str | None = None, run: bool = False) -> None:
-        """Open a playbook by id (from a diagnosis or a KB entry); `log_text` is a log file path."""
+    def select_playbook(self, playbook_id: str, log_file: str | None = None, run: bool = False) -> None:
+        """Open a playbook by id (from a diagnosis or a KB entry); `log_file` is checked by the log steps."""
         if playbook_id not in self.ids:
             error = self.playbook_set.error_for(playbook_id)
             self.notify(str(error) if error else f"no playbook `{playbook_id}`", severity="error")
             return
-        self.log_file = log_text
+        self.log_file = log_file
         self.query_one("#pb-list", OptionList).highlighted = self.ids.index(playbook_id)
         self.show_info()
         if run:

@@ -191,8 +191,8 @@ class RunsScreen(OpsScreen):
 
     def action_run_playbook(self) -> None:
         detail = self.query_one("#run-detail", RunDetail)
-        diagnoses = getattr(detail, "diagnoses", None)
+        diagnoses = detail.diagnoses
         if not diagnoses or not diagnoses[0].get("playbook"):
             self.notify("no diagnosis with a playbook for this run", severity="warning")
             return
-        self.ops.open_playbook(diagnoses[0]["playbook"], log_text=f"{detail.record.dir}/output.log", run=True)
+        self.ops.open_playbook(diagnoses[0]["playbook"], log_file=f"{detail.record.dir}/output.log", run=True)

@@ -81,6 +81,8 @@ class RunDetail(Vertical):
         self.total_lines = 0
         self.diagnosed_for: str | None = None
         self.loss_points = 0
+        self.partial_shown = ""
+        self.diagnoses: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield Static(Text("select a run (Enter) or launch one (n)", style="dim"), id="run-head")
@@ -165,8 +167,8 @@ class RunDetail(Vertical):
         elif state.lines:
             self.log_stale = True
         partial = self.query_one("#run-partial", Static)
-        if state.partial != getattr(partial, "shown", None):
-            partial.shown = state.partial  # the live, unterminated line (an open tqdm bar)
+        if state.partial != self.partial_shown:
+            self.partial_shown = state.partial  # the live, unterminated line (an open tqdm bar)
             partial.update(state.partial)
         if state.changed or self.state.progress is None:
             self.state = state

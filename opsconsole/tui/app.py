@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -93,6 +94,7 @@ class OpsConsoleApp(App[int]):
         self.feed: TelemetryFeed | None = None
         self.start_mode = start_mode
         self._kb = None
+        self._kb_lock = threading.Lock()
         self._run_manager = None
         for mode, factory in _modes().items():
             self.add_mode(mode, factory)
@@ -107,6 +109,7 @@ class OpsConsoleApp(App[int]):
         # Start sampling once the first frame is out: the first snapshot mounts every GPU
         # card, and that work would otherwise hold up the first paint.
         self.call_after_refresh(self.feed.start)
+        self.set_timer(1.0, lambda: self.run_worker(self._preload, thread=True, group="preload"))
         self.set_interval(0.5, self._watch_stall)
 
     def on_unmount(self) -> None:
@@ -153,11 +156,19 @@ class OpsConsoleApp(App[int]):
     # -- shared services (loaded on first use) ----------------------------
     @property
     def kb(self):
-        if self._kb is None:
-            from ..kb import load_kb
+        with self._kb_lock:  # loaded once, by whoever asks first (the preload thread, usually)
+            if self._kb is None:
+                from ..kb import load_kb
 
-            self._kb = load_kb(extra_dirs=self.settings.extra_kb_dirs)
-        return self._kb
+                self._kb = load_kb(extra_dirs=self.settings.extra_kb_dirs)
+            return self._kb
+
+    def _preload(self) -> None:
+        """Load the KB in the background after start-up, so Diagnose and KB open at once."""
+        try:
+            self.kb
+        except Exception:  # reported when a screen asks for it
+            pass
 
     @property
     def run_manager(self):

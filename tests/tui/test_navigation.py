@@ -40,3 +40,12 @@ async def test_help_lists_the_keys_of_every_screen(make_app):
         text = screen_text(app)
         for expected in ("Diagnose", "Run playbook", "New run", "Stop run", "Search", "Dry run"):
             assert expected in text, expected
+
+
+async def test_light_terminal_gets_the_light_theme_and_ctrl_t_toggles(make_app, monkeypatch):
+    monkeypatch.setenv("COLORFGBG", "0;15")  # dark text on a white background
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "textual-light"
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-dark"

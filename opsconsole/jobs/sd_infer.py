@@ -235,8 +235,10 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
         "it_per_s": round(clock.steps_per_s(started), 4), "s_per_image": round(total_s / max(len(images), 1), 4),
         "total_s": round(total_s, 4), "load_s": round(load_timer.seconds, 3), "warmup_s": round(warmup_s, 3),
         "attn": args.attn, "attn_processor": attn_processor, "attention_slicing": args.attention_slicing,
-        "cpu_offload": args.cpu_offload, "compile": args.compile, "compile_mode": compile_mode, "dtype": dtype_name(dtype), "vae_dtype": vae_dtype, "device": device,
-        "unet_in_channels": pipe.unet.config.in_channels, "nan_images": health.nan, "black_images": health.black, **peak_memory(device),
+        "cpu_offload": args.cpu_offload, "compile": args.compile, "compile_mode": compile_mode,
+        "dtype": dtype_name(dtype), "vae_dtype": vae_dtype, "device": device,
+        "unet_in_channels": pipe.unet.config.in_channels, "nan_images": health.nan, "black_images": health.black,
+        **peak_memory(device),
     }
     _save_images(images, ctx)
     for name in ("it_per_s", "s_per_image", "peak_vram_bytes"):

@@ -2,7 +2,7 @@
 # One check of a GPU machine, in under 6 minutes, without network:
 #   bash bench/gpu_check.sh [--device cpu|cuda] [--out DIR] [--budget SECONDS]
 # Runs pytest tests/gpu, `opsconsole status --json` on the real NVML, the NVML sampling cost,
-# gemma-infer (gemma-2-2b, random weights, bf16: eager / sdpa / sdpa+compile) against the
+# gemma-infer (gemma-2-2b, random weights, bf16: eager / flex_attention / eager+compile) against the
 # HBM-bandwidth ceiling, sd-infer (SD 1.5 random, 512x512 fp16, plain / compiled),
 # gemma-lora and sd-lora for 20 steps, and nccl-check. Every step has a timeout; a failed
 # step is recorded, not fatal. Writes results.json, summary.md and gpu_check.log to DIR

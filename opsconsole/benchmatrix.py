@@ -87,8 +87,9 @@ def default_matrix(device: str, kinds: Iterable[str] = ("gemma-infer", "sd-infer
     if "gemma-infer" in kinds:
         cached = _cached(CACHED_GEMMA)
         model, weights = (cached, "pretrained") if cached else ("gemma-2-2b", "random")
-        for dtype, attn, compile in (("bf16", "eager", False), ("bf16", "sdpa", False), ("fp16", "sdpa", False),
-                                     ("bf16", "sdpa", True)):
+        # Gemma 2 has no sdpa under transformers 5 (it cannot soft-cap): flex_attention is its fused backend.
+        for dtype, attn, compile in (("bf16", "eager", False), ("bf16", "flex_attention", False),
+                                     ("fp16", "eager", False), ("bf16", "eager", True)):
             cells.append(gemma_cell(device, model, weights, dtype, attn, compile, new_tokens=128))
     if "sd-infer" in kinds:
         cached = _cached(CACHED_SD15)

@@ -223,6 +223,25 @@ def add_ceilings(results: list[dict[str, Any]]) -> None:
                                                 gpu_name)
 
 
+# step -> (baseline step, metric): the ratio goes into results.json and the summary line.
+BASELINES = {
+    "gemma-infer flex_attention": ("gemma-infer eager", "decode_tokens_per_s"),
+    "gemma-infer eager+compile": ("gemma-infer eager", "decode_tokens_per_s"),
+    "sd-infer compiled": ("sd-infer", "it_per_s"),
+}
+
+
+def add_ratios(results: list[dict[str, Any]]) -> None:
+    """Each variant's headline figure over its baseline step's, when both ran ok in this check."""
+    by_name = {r["name"]: r for r in results if r.get("status") == "ok"}
+    for name, (base_name, key) in BASELINES.items():
+        record, base = by_name.get(name), by_name.get(base_name)
+        if record and base:
+            value, baseline = (record.get("metrics") or {}).get(key), (base.get("metrics") or {}).get(key)
+            if value and baseline:
+                record["vs_baseline"] = {"baseline": base_name, "metric": key, "ratio": round(value / baseline, 3)}
+
+
 def _fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -241,9 +260,9 @@ def headline(record: dict[str, Any]) -> str:
         if roof.get("ceiling_tokens_per_s"):
             text += (f"; ceiling {roof['ceiling_tokens_per_s']:.0f} tok/s ({roof['hbm_gpu']}), "
                      f"{100 * roof.get('fraction_of_ceiling', 0):.0f}% of it")
-        return text
+        return text + _versus(record)
     if name.startswith("sd-infer"):
-        return f"{_fmt(m.get('it_per_s'))} it/s, {_fmt(m.get('s_per_image'))} s/image"
+        return f"{_fmt(m.get('it_per_s'))} it/s, {_fmt(m.get('s_per_image'))} s/image" + _versus(record)
     if "lora" in name:
         return ", ".join(f"{k} {_fmt(m[k])}" for k in ("steps_per_s", "final_loss", "loss_first", "loss_last")
                          if k in m) or "-"
@@ -258,6 +277,18 @@ def headline(record: dict[str, Any]) -> str:
     if name.startswith("pytest"):
         return record.get("summary", "-")
     return "-"
+
+
+def _versus(record: dict[str, Any]) -> str:
+    """'; 1.4x gemma-infer eager; warm-up 38 s' (the warm-up, untimed, is where compilation happens)."""
+    text = ""
+    versus = record.get("vs_baseline")
+    if versus:
+        text += f"; {versus['ratio']:.2f}x {versus['baseline']}"
+    warmup = (record.get("metrics") or {}).get("warmup_s")
+    if warmup is not None and warmup >= 1:
+        text += f"; warm-up {warmup:.0f} s (untimed)"
+    return text
 
 
 def summary_markdown(report: dict[str, Any]) -> str:
@@ -297,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[gpu_check]   -> {record['status']} {record.get('reason', '')}"[:300], file=sys.stderr, flush=True)
             results.append(record)
     add_ceilings(results)
+    add_ratios(results)
     report = {"device": args.device, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "host": platform.node(), "python": platform.python_version(),
               "total_s": round(time.monotonic() - started, 1), "steps": results}

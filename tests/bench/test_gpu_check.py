@@ -86,3 +86,23 @@ def test_decode_ceiling_is_bandwidth_over_weight_bytes() -> None:
     assert roof["ceiling_tokens_per_s"] == pytest.approx(3.35e12 / (2 * 2_614_341_888), rel=1e-3)
     assert roof["fraction_of_ceiling"] == pytest.approx(320.0 / roof["ceiling_tokens_per_s"], rel=1e-2)
     assert gpu_check.decode_ceiling(100.0, 1000, 2, "Tesla T4") == {}
+
+
+def test_variants_are_compared_with_their_baseline_step_in_the_summary() -> None:
+    def ok(name: str, **metrics: float) -> dict:
+        return {"name": name, "status": "ok", "seconds": 1.0, "metrics": metrics}
+
+    results = [ok("gemma-infer eager", decode_tokens_per_s=50.0, ttft_s=0.02, warmup_s=3.0),
+               ok("gemma-infer eager+compile", decode_tokens_per_s=200.0, ttft_s=0.01, warmup_s=95.0),
+               {"name": "gemma-infer flex_attention", "status": "failed", "reason": "boom"},
+               ok("sd-infer", it_per_s=20.0, s_per_image=1.2, warmup_s=0.4),
+               ok("sd-infer compiled", it_per_s=30.0, s_per_image=0.9, warmup_s=70.0)]
+    gpu_check.add_ratios(results)
+    assert results[1]["vs_baseline"] == {"baseline": "gemma-infer eager", "metric": "decode_tokens_per_s",
+                                         "ratio": 4.0}
+    assert results[4]["vs_baseline"]["ratio"] == 1.5 and "vs_baseline" not in results[2]
+    summary = gpu_check.summary_markdown({"device": "cuda", "started": "now", "host": "h", "python": "3",
+                                          "total_s": 9, "steps": results})
+    assert "decode 200 tok/s, TTFT 10 ms; 4.00x gemma-infer eager; warm-up 95 s (untimed)" in summary
+    assert "30 it/s, 0.9 s/image; 1.50x sd-infer; warm-up 70 s (untimed)" in summary
+    assert "| gemma-infer flex_attention | failed | - | boom |" in summary

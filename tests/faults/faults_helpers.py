@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from waiting import wait_for as _wait_for
 from typing import Any
 
 
@@ -15,16 +15,6 @@ def opsconsole(*args: str, timeout: float = 120, env: dict[str, str] | None = No
                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "opsconsole", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, input=stdin)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def start_run(*job_args: str, kind: str = "selftest") -> dict[str, Any]:
@@ -39,3 +29,8 @@ def read_text(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
+    """tests/waiting.wait_for with this suite's default timeout."""
+    return _wait_for(condition, timeout, what)

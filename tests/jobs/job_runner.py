@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,13 @@ def run_job(kind: str, argv: list[str], run_dir: Path, cache_dir: Path | None = 
         if proc.poll() is None:
             proc.kill()
     return read_run(run_dir, returncode)
+
+
+def wait_for_progress(proc: subprocess.Popen, run_dir: Path, count: int = 1, timeout: float = 120.0) -> None:
+    """Wait until the job has written `count` progress events, or ended, or `timeout` passed."""
+    events = run_dir / "events.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if events.exists() and events.read_text().count('"progress"') >= count:
+            return
+        time.sleep(0.1)

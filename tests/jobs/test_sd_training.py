@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from job_runner import read_run, run_job, start_job
+from job_runner import read_run, run_job, start_job, wait_for_progress
 from sd_job_helpers import png_size, shared_sd_cache
 
 pytestmark = pytest.mark.ml
@@ -112,11 +111,7 @@ def test_sigterm_saves_the_lora_and_stops(tmp_path: Path, sd_cache: Path) -> Non
     run_dir = tmp_path / "run"
     proc = start_job("sd-lora", ["--device", "cpu", "--steps", "100000"], run_dir, sd_cache)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if any(e["type"] == "progress" for e in read_run(run_dir, -1).events):
-                break
-            time.sleep(0.2)
+        wait_for_progress(proc, run_dir)
         proc.terminate()
         code = proc.wait(timeout=60)
     finally:

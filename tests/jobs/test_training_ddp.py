@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from job_runner import run_job
+from job_runner import run_job, wait_for_progress
 
 pytestmark = pytest.mark.ml
 
@@ -44,7 +44,6 @@ def test_run_manager_launches_gpus_2_on_cpu(tmp_path: Path) -> None:
 def test_sigterm_to_torchrun_stops_both_ranks_at_the_same_step(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     import signal
-    import time
 
     from job_runner import read_run, start_job
 
@@ -52,12 +51,7 @@ def test_sigterm_to_torchrun_stops_both_ranks_at_the_same_step(tmp_path: Path) -
     proc = start_job("gemma-lora", ["--device", "cpu", "--steps", "100000", "--batch", "2"], run_dir,
                      tmp_path / "cache", nproc=2)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            events = run_dir / "events.jsonl"
-            if events.exists() and events.read_text().count('"progress"') >= 3:
-                break
-            time.sleep(0.1)
+        wait_for_progress(proc, run_dir, count=3)
         assert proc.poll() is None, "the job ended before it could be stopped"
         proc.send_signal(signal.SIGTERM)  # torchrun forwards it to its workers
         returncode = proc.wait(timeout=90)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from job_runner import read_run, run_job, start_job
+from job_runner import read_run, run_job, start_job, wait_for_progress
 
 pytestmark = pytest.mark.ml
 
@@ -41,12 +40,7 @@ def test_sigterm_stops_cleanly_and_saves_the_adapter(tmp_path: Path, cache: Path
     run_dir = tmp_path / "run"
     proc = start_job("gemma-lora", ["--device", "cpu", "--steps", "100000"], run_dir, cache)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            events = run_dir / "events.jsonl"
-            if events.exists() and events.read_text().count('"progress"') >= 3:
-                break
-            time.sleep(0.1)
+        wait_for_progress(proc, run_dir, count=3)
         assert proc.poll() is None, "the job ended before it could be stopped"
         proc.send_signal(signal.SIGTERM)
         returncode = proc.wait(timeout=60)

@@ -20,21 +20,21 @@ def out() -> Console:
     """Rich console on stdout (created lazily so tests can capture sys.stdout)."""
     global _stdout
     if _stdout is None or _stdout.file is not sys.stdout:
-        _stdout = Console(file=sys.stdout, highlight=False)
+        _stdout = Console(file=sys.stdout, highlight=False, emoji=False)
     return _stdout
 
 
 def err() -> Console:
     global _stderr
     if _stderr is None or _stderr.file is not sys.stderr:
-        _stderr = Console(file=sys.stderr, highlight=False)
+        _stderr = Console(file=sys.stderr, highlight=False, emoji=False)
     return _stderr
 
 
 def print_error(message: str) -> None:
-    from rich.markup import escape  # the message is plain text: "[job flags]" must not vanish as markup
+    from ..markup import escape_markup  # the message is plain text: "[job flags]" must not vanish as markup
 
-    err().print(f"[bold red]opsconsole: error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    err().print(f"[bold red]opsconsole: error:[/] {escape_markup(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

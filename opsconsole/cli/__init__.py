@@ -20,7 +20,8 @@ from ..errors import EXIT_USAGE, OpsconsoleError
 from .common import add_common_options, print_error, settings_from_args
 
 # Command modules, in the order they appear in --help.
-COMMAND_MODULES = ("status", "diagnose", "kb", "playbook", "runs", "models", "report", "bench")
+COMMAND_MODULES = ("status", "diagnose", "kb", "playbook", "runs", "models", "report", "bench",
+                   "diag", "history", "record", "exporter", "fleet")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -16,6 +16,7 @@ from typing import Any
 from .common import (JobContext, JobError, Timer, add_common_job_options, dtype_name, peak_memory,
                      reset_peak_memory, resolve_dtype, resolve_device, seed_everything, synchronize)
 from .gemma_model import ATTN_CHOICES, QUANT_CHOICES, load_model, load_tokenizer, resolve_source, validate_backends
+from .graph_replay import ReplayWatch, cudagraph_skips, replay_verdict
 
 DEFAULT_PROMPTS = (
     "What does nvidia-smi show?",
@@ -23,6 +24,9 @@ DEFAULT_PROMPTS = (
     "How do I make training use less memory?",
     "What is an all-reduce?",
 )
+# --compile: untimed generates of the timed input before timing. CUDA-graph trees run a new
+# shape eagerly once, record it the second time and replay from the third (graph_replay.py).
+COMPILE_WARMUPS = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,14 +157,18 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
                                                 return_tensors="pt")
         return encoded["input_ids"].to(device)
 
-    # Warm-up (kernels, allocator, compile) on the first prompt, with the same generation length.
+    # Warm-up (kernels, allocator, compile) on the first prompt, with the same generation length;
+    # compiled: enough warm-ups that the timed generate replays CUDA graphs instead of recording them.
     first_ids = encode([{"role": "user", "content": prompts[0]}])
+    replay_watch = ReplayWatch().install() if args.compile else None
     with Timer(device) as warm:
-        generate(first_ids, args.max_new_tokens)
-    ctx.log(f"warm-up: {warm.seconds:.3f}s")
+        for _ in range(COMPILE_WARMUPS if args.compile else 1):
+            generate(first_ids, args.max_new_tokens)
+    ctx.log(f"warm-up: {warm.seconds:.3f}s" + (f" ({COMPILE_WARMUPS} generates)" if args.compile else ""))
     reset_peak_memory(device)
 
     turns: list[dict[str, Any]] = []
+    replay_runs: list[dict[str, Any]] = []
     text = ""
     for turn in range(1, args.turns + 1):
         if ctx.stop_requested:
@@ -169,13 +177,15 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
         input_ids = encode(history)
         if args.compile and turn > 1:  # a new prompt length recompiles: keep that out of the timings
             with Timer(device) as rewarm:
-                generate(input_ids, args.max_new_tokens)
+                for _ in range(COMPILE_WARMUPS):
+                    generate(input_ids, args.max_new_tokens)
             ctx.log(f"turn {turn} warm-up (recompile for {input_ids.shape[1]} prompt tokens): {rewarm.seconds:.3f}s")
-        clock.reset()
-        with Timer(device) as total:
-            output = generate(input_ids, args.max_new_tokens)
-        ttft_s = (clock.first - total.started) if clock.first is not None else total.seconds
+        output, total, ttft_s, graphs = _timed(generate, clock, replay_watch, device, input_ids, args.max_new_tokens)
         new_ids = output[0, input_ids.shape[1]:]
+        if replay_watch is not None and turn == 1:  # the same input once more: does the compiled decode replay?
+            _, total2, ttft2, graphs2 = _timed(generate, clock, replay_watch, device, input_ids, args.max_new_tokens)
+            replay_runs = [_replay_run(total.seconds, ttft_s, new_ids.numel(), graphs),
+                           _replay_run(total2.seconds, ttft2, new_ids.numel(), graphs2)]
         text = tokenizer.decode(new_ids, skip_special_tokens=True).strip()
         decode_s = max(total.seconds - ttft_s, 1e-9)
         stats = {
@@ -207,6 +217,8 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
         "prompt_tokens_last_turn": turns[-1]["prompt_tokens"] if turns else 0,
         "warmup_s": warm.seconds, "text": text, **memory,
     }
+    if replay_watch is not None:
+        _report_replay(replay_watch, replay_runs, device, metrics, ctx)
     for name in ("ttft_s", "decode_tokens_per_s", "peak_vram_bytes"):
         ctx.metric(name, metrics[name])
     if watch.found():
@@ -220,3 +232,36 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     ctx.log(f"done: TTFT {metrics['ttft_s'] * 1000:.1f} ms, decode {metrics['decode_tokens_per_s'] or 0:.1f} tok/s, "
             f"peak VRAM {memory['peak_vram_bytes'] / 2**20:.1f} MiB")
     return metrics
+
+
+def _timed(generate: Any, clock: _FirstTokenClock, replay_watch: ReplayWatch | None, device: str, input_ids: Any,
+           new_tokens: int) -> tuple[Any, Timer, float, dict[str, int] | None]:
+    """One timed generate: (output, its Timer, TTFT, what the CUDA-graph trees did during it)."""
+    before = replay_watch.snapshot() if replay_watch is not None else None
+    clock.reset()
+    with Timer(device) as total:
+        output = generate(input_ids, new_tokens)
+    ttft_s = (clock.first - total.started) if clock.first is not None else total.seconds
+    graphs = ReplayWatch.delta(before, replay_watch.snapshot()) if replay_watch is not None and before else None
+    return output, total, ttft_s, graphs
+
+
+def _replay_run(total_s: float, ttft_s: float, new_tokens: int, graphs: dict[str, int] | None) -> dict[str, Any]:
+    decode_s = max(total_s - ttft_s, 1e-9)
+    return {"per_token_s": decode_s / max(new_tokens - 1, 1),
+            "decode_tokens_per_s": (new_tokens - 1) / decode_s if new_tokens > 1 else None, "graphs": graphs}
+
+
+def _report_replay(replay_watch: ReplayWatch, runs: list[dict[str, Any]], device: str, metrics: dict[str, Any],
+                   ctx: JobContext) -> None:
+    """--compile: say whether the decode replays CUDA graphs; if it does not, its tok/s is no figure."""
+    replay_watch.uninstall()
+    replay = replay_verdict(device, runs, replay_watch.available, cudagraph_skips())
+    metrics["cudagraph_replay"] = replay
+    metrics["decode_tokens_per_s_runs"] = [r["decode_tokens_per_s"] for r in runs]
+    ctx.log(f"CUDA graphs: {replay['verdict']}")
+    if replay["verdict"].startswith("not replaying"):
+        ctx.finding("warning", f"compiled decode {replay['verdict']}: its tokens/s measures graph recording, "
+                               "not replay, and is not reported", kb=None)
+        metrics["decode_tokens_per_s_not_replaying"] = metrics["decode_tokens_per_s"]
+        metrics["decode_tokens_per_s"] = None

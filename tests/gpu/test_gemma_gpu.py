@@ -1,13 +1,35 @@
-"""Gemma jobs and nccl-check on a real GPU, launched through the run manager (skipped without CUDA)."""
+"""Gemma jobs and nccl-check on a real GPU, launched through the run manager, checked against the hardware.
+
+Skipped without CUDA. bench/gpu_check.sh runs each test as one step of its plan; with
+GPU_CHECK_DEVICE=cpu (its --device cpu rehearsal) the same tests run on tiny
+models on the CPU, where the hardware references do not apply and only the path is checked.
+Each test records its figures (record_property "gpu_check") for the check's summary.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.gpu, pytest.mark.ml]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench.gpu_references import decode_reference  # noqa: E402
+
+DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")
+CUDA = DEVICE == "cuda"
+REHEARSE_ON_CPU = True  # tests/gpu/conftest.py: bench/gpu_check.sh --device cpu runs these on tiny models
+pytestmark = [pytest.mark.gpu, pytest.mark.ml] if CUDA else [pytest.mark.ml, pytest.mark.slow]
+
+# Full-size on a GPU (real weight bytes, real bandwidth); tiny on the CPU rehearsal.
+GEMMA = ["--model", "gemma-2-2b", "--weights", "random", "--dtype", "bf16"] if CUDA else \
+    ["--model", "tiny", "--dtype", "fp32"]
+EAGER_FLOOR = 0.02  # eager HF generate at batch 1 is host-bound: below 2 % the GPU is barely used
+COMPILED_FLOOR = 0.05  # static cache + compiled decode replaying CUDA graphs: 5 % at the very least
 
 
 def _run(kind: str, argv: list[str], gpus: int | None = None, timeout: float = 300) -> dict[str, Any]:
@@ -21,73 +43,88 @@ def _run(kind: str, argv: list[str], gpus: int | None = None, timeout: float = 3
     return result
 
 
-def test_gemma_infer_tiny_on_cuda_measures_vram() -> None:
-    result = _run("gemma-infer", ["--model", "tiny", "--device", "cuda", "--turns", "2", "--max-new-tokens", "16"])
-    assert result["status"] == "ok", result["log"]
-    m = result["metrics"]
-    assert m["peak_vram_bytes"] > 0 and m["ttft_s"] > 0 and m["decode_tokens_per_s"] > 0
-    assert m["device"].startswith("cuda") and m["dtype"] in ("bf16", "fp16")
+def copy_bandwidth() -> float:
+    """Bytes read + written per second on this device: gpu_check's probe step measured it, else measure now."""
+    measured = os.environ.get("GPU_CHECK_COPY_BW")
+    if measured:
+        return float(measured)
+    from bench.gpu_references import measure_copy_bandwidth
+
+    return measure_copy_bandwidth(DEVICE)["copy_bytes_per_s"]
 
 
-# The attention modes gpu_check and `opsconsole bench` measure for Gemma 2: eager, flex_attention
-# (fused, keeps soft-capping) and eager + static cache + torch.compile. Not sdpa: transformers 5
-# sets `_supports_sdpa = False` for Gemma 2 (sdpa cannot soft-cap), and the job refuses it with exit 3.
-
-def test_gemma_infer_eager_static_cache_compile_on_cuda() -> None:
-    result = _run("gemma-infer", ["--model", "tiny", "--device", "cuda", "--attn", "eager", "--compile", "--turns", "2",
-                                  "--max-new-tokens", "16"])
-    assert result["status"] == "ok", result["log"]
-    m = result["metrics"]
-    assert m["compile"] is True and m["attn"] == "eager" and m["peak_vram_bytes"] > 0
-    assert m["decode_tokens_per_s"] > 0
-
-
-def test_gemma_infer_flex_attention_on_cuda() -> None:
-    result = _run("gemma-infer", ["--model", "tiny", "--device", "cuda", "--attn", "flex_attention",
-                                  "--max-new-tokens", "16"])
-    assert result["status"] == "ok", result["log"]
-    assert result["metrics"]["attn"] == "flex_attention" and result["metrics"]["peak_vram_bytes"] > 0
-
-
-def test_gemma_2_2b_random_weights_fill_real_memory() -> None:
-    result = _run("gemma-infer", ["--model", "gemma-2-2b", "--weights", "random", "--device", "cuda",
-                                  "--dtype", "bf16", "--max-new-tokens", "16"])
-    assert result["status"] == "ok", result["log"]
-    m = result["metrics"]
-    assert m["params"] > 2.5e9 and m["peak_vram_bytes"] > 5e9  # 2.6B bf16 weights alone are 5.2 GB
-
-
-def test_gemma_lora_on_cuda_trains_and_reports_vram() -> None:
-    result = _run("gemma-lora", ["--model", "tiny", "--device", "cuda", "--steps", "15"])
-    assert result["status"] == "ok", result["log"]
-    m = result["metrics"]
-    assert m["loss_trend"] == "decreasing" and m["peak_vram_bytes"] > 0
-    assert m["adapter_reload_max_abs_diff"] < 0.5  # bf16 logits (soft-capped at 30)
-
-
-def test_fp16_divergence_on_cuda_points_at_fp16_overflow() -> None:
-    result = _run("gemma-lora", ["--model", "tiny", "--device", "cuda", "--dtype", "fp16", "--steps", "5",
-                                 "--inject-nan-at", "2"])
-    assert result["status"] == "failed"
-    assert "NaN/inf loss at step 2" in result["log"] and "fp16 overflow" in result["log"]
-
-
-def test_nccl_check_on_the_visible_gpus() -> None:
+def _gpu_name() -> str | None:
+    if os.environ.get("GPU_CHECK_GPU_NAME"):
+        return os.environ["GPU_CHECK_GPU_NAME"]
     import torch
 
-    result = _run("nccl-check", ["--device", "cuda", "--max-size", "64M"])
+    return torch.cuda.get_device_name(0) if CUDA else None
+
+
+def _decode_figures(m: dict[str, Any]) -> dict[str, Any]:
+    bytes_per_param = {"bf16": 2, "fp16": 2, "fp32": 4}[m["dtype"]]
+    reference = decode_reference(m["decode_tokens_per_s"], m["params"], bytes_per_param, copy_bandwidth(), _gpu_name())
+    return {"decode_tokens_per_s": m["decode_tokens_per_s"], "ttft_s": m["ttft_s"], "params": m["params"],
+            "bytes_per_param": bytes_per_param, "peak_vram_bytes": m.get("peak_vram_bytes"), "reference": reference}
+
+
+def test_gemma_infer_decode_is_a_fair_share_of_the_hbm_ceiling(record_property: Any) -> None:
+    tokens = "128" if CUDA else "16"
+    result = _run("gemma-infer", ["--device", DEVICE, *GEMMA, "--attn", "eager", "--max-new-tokens", tokens])
+    assert result["status"] == "ok", result["log"]
+    figures = _decode_figures(result["metrics"])
+    record_property("gpu_check", json.dumps(figures))
+    fraction = figures["reference"]["fraction_of_ceiling"]
+    # Over 100 % of what the memory can deliver means the measurement is wrong (tokens or time miscounted).
+    assert fraction <= 1.0, figures
+    if CUDA:
+        assert fraction >= EAGER_FLOOR, figures
+        assert result["metrics"]["peak_vram_bytes"] >= figures["reference"]["weight_bytes"]
+
+
+def test_compiled_decode_replays_cuda_graphs(record_property: Any) -> None:
+    tokens = "64" if CUDA else "8"
+    result = _run("gemma-infer", ["--device", DEVICE, *GEMMA, "--attn", "eager", "--compile",
+                                  "--max-new-tokens", tokens], timeout=600)
     assert result["status"] == "ok", result["log"]
     m = result["metrics"]
-    assert m["backend"] == "nccl" and m["world_size"] == torch.cuda.device_count()
-    assert set(m["algbw_gbps"]) == {"8MB", "16MB", "32MB", "64MB"} and all(v > 0 for v in m["algbw_gbps"].values())
-    if m["world_size"] > 1:
-        assert all(v > 0 for v in m["busbw_gbps"].values())
+    replay = m["cudagraph_replay"]
+    if m["decode_tokens_per_s"] is None:  # not replaying: the job withholds the figure
+        record_property("gpu_check", json.dumps({"replay": replay["verdict"], "decode_tokens_per_s": None}))
+    else:
+        record_property("gpu_check", json.dumps({**_decode_figures(m), "replay": replay["verdict"]}))
+    if not CUDA:  # no CUDA graphs on a CPU: the job says so and still reports both timed runs
+        assert replay["verdict"] == "no CUDA graphs on cpu" and len(m["decode_tokens_per_s_runs"]) == 2
+        return
+    assert replay["verdict"] == "replaying", replay
+    fraction = _decode_figures(m)["reference"]["fraction_of_ceiling"]
+    assert COMPILED_FLOOR <= fraction <= 1.0, m
+
+
+def test_gemma_lora_trains_and_the_adapter_reloads() -> None:
+    result = _run("gemma-lora", ["--model", "tiny", "--device", DEVICE, "--steps", "15"])
+    assert result["status"] == "ok", result["log"]
+    m = result["metrics"]
+    assert m["loss_trend"] == "decreasing", m
+    assert m["adapter_reload_max_abs_diff"] < (0.5 if CUDA else 1e-3)  # bf16 logits (soft-capped at 30) on a GPU
+
+
+def test_nccl_check_verifies_the_reduced_values(record_property: Any) -> None:
+    result = _run("nccl-check", ["--device", DEVICE, "--max-size", "64M" if CUDA else "16M"])
+    assert result["status"] == "ok", result["log"]
+    m = result["metrics"]
+    record_property("gpu_check", json.dumps({k: m.get(k) for k in ("backend", "world_size", "busbw_gbps_max",
+                                                                   "verified")}))
+    assert m["backend"] == ("nccl" if CUDA else "gloo")
+    verified = m.get("verified")
+    assert verified, f"nccl-check reported no verification of the all-reduced values: {sorted(m)}"
+    assert verified["sizes"] == m["sizes_measured"] and verified["max_abs_error"] == 0, verified
 
 
 def test_two_gpu_ddp_uses_nccl() -> None:
     import torch
 
-    if torch.cuda.device_count() < 2:
+    if not CUDA or torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs")
     result = _run("gemma-lora", ["--model", "tiny", "--device", "cuda", "--steps", "5"], gpus=2)
     assert result["status"] == "ok", result["log"]

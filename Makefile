@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup console test bench gpu-check clean
+.PHONY: setup console test bench gpu-check mutate clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Mutation testing of the costly-if-wrong modules (not CI: ~20 min a module). mutmut is
+# installed here only, so CI and `make test` never pay for it.
+mutate: setup
+	$(BIN)/python -m pip install -q 'mutmut>=3.8,<4'
+	$(BIN)/python tests/mutation/mutate.py $(ARGS)
 
 clean:
 	rm -rf $(VENV)

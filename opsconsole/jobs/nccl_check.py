@@ -24,6 +24,8 @@ from .training import DistEnv, all_reduce_sum, setup_distributed, teardown_distr
 MB = 1 << 20
 GPU_MAX_SIZE = "1G"
 CPU_MAX_SIZE = "32M"
+MAX_MESSAGE = 8 << 30  # 8 GiB
+MAX_ITERS, MAX_WARMUP = 10_000, 1_000
 _stop_flag = False
 
 
@@ -64,12 +66,17 @@ def validate(args: argparse.Namespace) -> None:
     low = parse_size(args.min_size)
     if args.max_size is not None and parse_size(args.max_size) < low:
         raise JobError(f"--max-size {args.max_size} is below --min-size {args.min_size}", exit_code=3)
-    for flag in ("iters", "nproc"):
+    high = parse_size(args.max_size) if args.max_size is not None else low
+    if max(low, high) > MAX_MESSAGE:
+        raise JobError(f"message size {size_label(max(low, high))}: at most {size_label(MAX_MESSAGE)} "
+                       "(nccl-tests' usual top size; more only fills memory)", exit_code=3)
+    cpus = os.cpu_count() or 1
+    limits = {"iters": (1, MAX_ITERS, ""), "warmup": (0, MAX_WARMUP, ""),
+              "nproc": (1, cpus, f" (this machine's CPUs; one process per GPU needs no more)")}
+    for flag, (least, most, why) in limits.items():
         value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise JobError(f"--{flag} {value}: must be at least 1", exit_code=3)
-    if args.warmup is not None and args.warmup < 0:
-        raise JobError(f"--warmup {args.warmup}: must be >= 0", exit_code=3)
+        if value is not None and not least <= value <= most:
+            raise JobError(f"--{flag} {value}: must be {least} to {most}{why}", exit_code=3)
 
 
 def message_sizes(min_size: int, max_size: int) -> list[int]:
@@ -102,10 +109,33 @@ def _measure(dist: DistEnv, sizes: list[int], iters: int, warmup: int) -> list[d
         elapsed = (time.perf_counter() - start) / iters
         elapsed = all_reduce_sum([elapsed], dist)[0] / dist.world_size
         algbw = nbytes / elapsed / 1e9
+        error = _verify(tensor, dist)
         rows.append({"size": size_label(nbytes), "bytes": nbytes, "time_us": elapsed * 1e6, "algbw_gbps": algbw,
-                     "busbw_gbps": bus_bandwidth(algbw, dist.world_size)})
+                     "busbw_gbps": bus_bandwidth(algbw, dist.world_size), "max_abs_error": error})
         del tensor
     return rows
+
+
+def _verify(tensor: Any, dist: DistEnv) -> float:
+    """nccl-tests' check (-c 1): rank r fills r+1, one all-reduce, every element must be n(n+1)/2.
+    Small integers are exact in fp32, so any difference is a wrong reduction (worst over ranks)."""
+    import torch.distributed as tdist
+
+    tensor.fill_(float(dist.rank + 1))
+    tdist.all_reduce(tensor)
+    expected = dist.world_size * (dist.world_size + 1) / 2
+    error = float((tensor - expected).abs().max().item())
+    return max(all_reduce_max([error], dist))
+
+
+def all_reduce_max(values: list[float], dist: DistEnv) -> list[float]:
+    import torch
+    import torch.distributed as tdist
+
+    device = dist.device if dist.backend == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    tdist.all_reduce(tensor, op=tdist.ReduceOp.MAX)
+    return tensor.tolist()
 
 
 def _sync(device: str) -> None:
@@ -203,6 +233,14 @@ def _report(ctx: JobContext, rows: list[dict[str, Any]], world: int, backend: st
         "busbw_gbps_max": max(busbw.values()) if busbw else None,
         "sizes_measured": len(rows),
     }
+    if rows:
+        worst = max(row["max_abs_error"] for row in rows)
+        metrics["verified"] = {"sizes": len(rows), "max_abs_error": worst,
+                               "check": "rank r sends r+1; every element must equal n(n+1)/2"}
+        if worst != 0:
+            bad = [row["size"] for row in rows if row["max_abs_error"] != 0]
+            raise JobError(f"all-reduce returned wrong values (max abs error {worst:g} at {', '.join(bad)}): "
+                           "a faulty GPU, link or NCCL build; do not train on this box", kb=None)
     if busbw:
         ctx.metric("busbw_gbps_max", metrics["busbw_gbps_max"])
     return metrics

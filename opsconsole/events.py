@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .redact import redact_tree
+
 EVENT_TYPES = ("start", "progress", "metric", "artifact", "finding", "finish")
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "output.log"
@@ -44,7 +46,8 @@ class EventWriter:
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         if type_ not in EVENT_TYPES:
             raise ValueError(f"unknown event type {type_!r}")
-        event = {"t": round(time.time(), 3), "type": type_, **fields}
+        # the job has the run's environment: secret values it reports never reach the file
+        event = {"t": round(time.time(), 3), "type": type_, **redact_tree(fields)}
         if self.enabled:
             if self._fh is None:
                 self._fh = open(self.path, "a", encoding="utf-8")  # type: ignore[arg-type]

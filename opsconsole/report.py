@@ -52,6 +52,7 @@ def collect_runs(settings: Any, limit: int, log_lines: int) -> tuple[list[dict[s
     manager = RunManager(settings)
     runs = []
     for record in manager.list()[:limit]:
+        record.run_dir.remember_secrets()
         result = record.run_dir.read_result() or {}
         runs.append({
             "id": record.id, "kind": record.kind, "status": record.status, "params": record.params,

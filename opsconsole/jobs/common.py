@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..events import ARTIFACTS_DIR, EVENTS_FILE, EventWriter
+from ..redact import redact_text
 
 RUN_DIR_ENV = "OPSCONSOLE_RUN_DIR"
 
@@ -65,7 +66,7 @@ class JobContext:
     def log(self, message: str) -> None:
         """Human-readable line to the run's log (stdout is redirected to output.log)."""
         if self.is_main:
-            print(message, flush=True)
+            print(redact_text(str(message)), flush=True)
 
     def progress(self, step: int, total: int, unit: str = "step", **metrics: Any) -> None:
         self.events.emit("progress", step=step, total=total, unit=unit, metrics=metrics)

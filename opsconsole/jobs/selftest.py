@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -36,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ignore-sigterm", action="store_true", help="ignore SIGTERM (tests SIGKILL escalation)")
     parser.add_argument("--orphan", action="store_true",
                         help="leave a `sleep 300` behind in its own session (tests that runs clean up)")
+    parser.add_argument("--echo-env", metavar="NAME,...", default="",
+                        help="print these variables' values without their names (tests value redaction)")
     return parser
+
+
+MAX_LINES, MAX_SECONDS = 1_000_000, 86_400
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -45,6 +51,12 @@ def validate(args: argparse.Namespace) -> None:
 
     if args.lines < 0 or args.interval < 0 or args.sleep < 0:
         raise JobError("--lines, --interval and --sleep must not be negative", exit_code=3)
+    if args.lines > MAX_LINES:
+        raise JobError(f"--lines {args.lines}: at most {MAX_LINES:,}", exit_code=3)
+    for flag in ("interval", "sleep"):
+        value = getattr(args, flag)
+        if not value <= MAX_SECONDS:  # also refuses nan
+            raise JobError(f"--{flag} {value}: at most {MAX_SECONDS} s", exit_code=3)
     resolve_model(args.model, args.weights)
 
 
@@ -69,6 +81,8 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
             write(f"flood line {i}\n")
         sys.stdout.flush()
         ctx.progress(FLOOD_LINES, FLOOD_LINES, unit="line")
+    for number, name in enumerate(filter(None, args.echo_env.split(",")), 1):
+        print(f"value #{number} is {os.environ.get(name, '(unset)')}", flush=True)  # raw, as a library would
     done = 0
     for i in range(1, args.lines + 1):
         if ctx.stop_requested:

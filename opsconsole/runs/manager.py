@@ -23,7 +23,7 @@ from .. import __version__
 from ..config import Settings
 from ..errors import UsageError
 from ..paths import PACKAGE_DIR
-from ..redact import redact_argv, redact_env
+from ..redact import fingerprint_env, redact_argv, redact_env
 from .launch import LaunchPlan, child_env, plan_launch
 from .procs import is_alive, sigterm_then_kill, start_time, wait_gone
 from .records import finalize_dead, is_dead
@@ -89,7 +89,7 @@ class RunManager:
                 "argv": redact_argv(plan.child_argv), "job_argv": redact_argv(plan.job_argv),
                 "python": plan.python, "cwd": plan.cwd, "device": plan.device, "gpus": plan.gpus,
                 "world_size": plan.world_size, "foreground": foreground,
-                "env": redact_env(env), "console_python": sys.executable, "opsconsole_version": __version__,
+                "env": redact_env(env), "secret_fingerprints": fingerprint_env(env), "console_python": sys.executable, "opsconsole_version": __version__,
             })
             proc = self._spawn_supervisor(run, plan, env)
         except BaseException:

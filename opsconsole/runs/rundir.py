@@ -88,6 +88,15 @@ class RunDir:
     def read_cmd(self) -> dict[str, Any] | None:
         return read_json(self.cmd)
 
+    def remember_secrets(self) -> None:
+        """Before showing this run's text: scrub the secret values of the environment it ran with
+        (kept in cmd.json as fingerprints), even if this console's environment lacks them."""
+        from ..redact import remember_fingerprints
+
+        cmd = self.read_cmd()
+        if isinstance(cmd, dict) and cmd.get("secret_fingerprints"):
+            remember_fingerprints(cmd["secret_fingerprints"])
+
     def read_result(self) -> dict[str, Any] | None:
         return read_json(self.result)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..events import EVENTS_FILE, LOG_FILE, parse_event_line
 from ..redact import redact_text
+from .rundir import RunDir
 
 READ_CHUNK = 1 << 20          # bytes read per file per poll at most (a flood is consumed over several polls)
 MAX_LINE_BYTES = 64 * 1024    # a longer line is cut (display) so memory stays bounded
@@ -141,6 +142,7 @@ class RunTail:
 
     def __init__(self, run_dir: str | os.PathLike[str], from_end: bool = False, backlog_bytes: int = 64 * 1024) -> None:
         self.run_dir = Path(run_dir)
+        RunDir(self.run_dir).remember_secrets()
         self._log = IncrementalLines(self.run_dir / LOG_FILE, start_at_end=from_end, backlog_bytes=backlog_bytes)
         self._events = IncrementalLines(self.run_dir / EVENTS_FILE)
         self.start: dict[str, Any] | None = None

@@ -102,3 +102,61 @@ def test_no_output_contains_a_planted_secret(planted: Path, tmp_path: Path) -> N
     leaked = {name: leaks(text) for name, text in outputs.items() if leaks(text)}
     assert not leaked, f"secrets leaked: {leaked}"
     assert "***REDACTED***" in outputs["report json"]
+
+
+# Values a job prints with no name next to them (issue #12, High 1), and the shapes it prints.
+VALUE_SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzPLANTED",
+    "WANDB_API_KEY": "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567",
+    "PGPASSWORD": "pg-planted-4471",
+    "MYSQL_PWD": "mysql-planted-5582",
+    "DB_PASS": "dbpass-planted-6693",
+    "APIKEY": "apikey-planted-7704",
+}
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwbGFudGVkIn0.cGxhbnRlZC1zaWduYXR1cmU"
+SHAPED = [f"{{'wandb_api_key': '{'f' * 40}'}}", 'PASSWORD="two planted words"', f"Authorization: Bearer {JWT}",
+          "github_pat_11PLANTED0123456789_abcdefghijklmnopqrstuv", "glpat-PlantedGitlabToken01",
+          "npm_PlantedNpmToken0123456789abcdefghijkl", "redis://:redis-planted-pw@cache:6379"]
+SHAPED_VALUES = ["f" * 40, "two planted words", JWT, "github_pat_11PLANTED", "glpat-PlantedGitlabToken01",
+                 "npm_PlantedNpmToken", "redis-planted-pw"]
+
+
+def test_secret_values_a_job_prints_are_redacted_in_every_output_even_in_a_console_without_them(
+        tmp_path: Path) -> None:
+    import os
+
+    with_secrets = dict(os.environ, **VALUE_SECRETS)
+    without = {k: v for k, v in os.environ.items() if k not in VALUE_SECRETS}
+
+    def console(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsconsole", *args], capture_output=True, text=True,
+                              timeout=120, env=env)
+
+    run = console(with_secrets, "run", "selftest", "--lines", "1", "--echo-env", ",".join(VALUE_SECRETS),
+                  "--job-error", " ; ".join(SHAPED), "--foreground", "--json")
+    outputs = {"run --foreground --json": run.stdout + run.stderr}
+    run_id = json.loads(run.stdout)["id"]
+    shown = json.loads(console(without, "runs", "show", run_id, "--json").stdout)
+    run_dir = Path(shown["record"]["dir"])
+    raw = (run_dir / "output.log").read_text()
+    assert all(v in raw for v in VALUE_SECRETS.values())  # the job really printed them, nameless
+    for name in ("cmd.json", "result.json", "events.jsonl"):
+        outputs[name] = (run_dir / name).read_text()
+    for env_name, env in (("with", with_secrets), ("without", without)):
+        outputs[f"runs logs ({env_name} the env)"] = console(env, "runs", "logs", run_id).stdout
+        outputs[f"runs show ({env_name})"] = console(env, "runs", "show", run_id).stdout
+        outputs[f"runs show --json ({env_name})"] = console(env, "runs", "show", run_id, "--json").stdout
+        outputs[f"runs list --json ({env_name})"] = console(env, "runs", "list", "--json").stdout
+        outputs[f"runs attach ({env_name})"] = console(env, "runs", "attach", run_id).stdout
+        report = console(env, "report", "--out", str(tmp_path / f"bundle-{env_name}"), "--json")
+        assert report.returncode == 0, report.stderr
+        paths = json.loads(report.stdout)
+        for key in ("json", "markdown"):
+            outputs[f"report {key} ({env_name})"] = Path(paths[key]).read_text()
+        with tarfile.open(paths["tar"]) as tar:
+            for member in tar.getmembers():
+                outputs[f"tar {member.name} ({env_name})"] = tar.extractfile(member).read().decode()
+    assert "value #1 is" in outputs["runs logs (without the env)"]  # the log itself is shown, scrubbed
+    planted = [*VALUE_SECRETS.values(), *SHAPED_VALUES]
+    leaked = {name: [v for v in planted if v in text] for name, text in outputs.items()}
+    assert not {k: v for k, v in leaked.items() if v}, f"secrets leaked: {leaked}"

@@ -18,7 +18,7 @@ from rich.text import Text
 from ..config import Settings
 from ..errors import EXIT_OK, EXIT_WARN, UsageError
 from ..kb import KnowledgeBase, LogMatcher, MatchResult, load_kb
-from ..kb.matcher import CHUNK_BYTES
+from ..kb.matcher import CHUNK_BYTES, LogReadError, log_file_problem
 from .common import err, out, print_json
 
 
@@ -52,7 +52,13 @@ def diagnose_source(path: str, kb: KnowledgeBase, top: int) -> MatchResult:
         while chunk := stream.read(CHUNK_BYTES):
             matcher.feed(chunk)
     else:
-        matcher.feed_file(path)
+        try:
+            matcher.feed_file(path)
+        except LogReadError as exc:
+            if not exc.bytes_read:
+                raise UsageError(str(exc)) from None
+            err().print(f"opsconsole: warning: {exc}; the part read so far is diagnosed", markup=False, soft_wrap=True,
+                        highlight=False)
     return matcher.result(top)
 
 
@@ -61,16 +67,9 @@ def _check_input(path: str) -> None:
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("no log given: pass a FILE, or pipe one in (`… 2>&1 | opsconsole diagnose -`)")
         return
-    target = Path(path)
-    if not target.exists():
-        raise UsageError(f"{path}: no such file — give the path of a log file, or - to read stdin")
-    if target.is_dir():
-        raise UsageError(f"{path} is a directory — give a log file (a run's log is runs/<id>/output.log)")
-    try:
-        with target.open("rb"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
+    problem = log_file_problem(path)
+    if problem:
+        raise UsageError(problem)
 
 
 def run_diagnose(args: argparse.Namespace, settings: Settings) -> int:

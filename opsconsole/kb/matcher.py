@@ -30,7 +30,8 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,45 @@ def _clip(text: str, start: int, end: int) -> str:
     return ("…" if lo else "") + text[lo : lo + MAX_EVIDENCE_TEXT] + ("…" if lo + MAX_EVIDENCE_TEXT < len(text) else "")
 
 
+class LogReadError(OSError):
+    """The log could not be read to its end; `bytes_read` bytes were fed before the error."""
+
+    def __init__(self, message: str, bytes_read: int) -> None:
+        super().__init__(message)
+        self.bytes_read = bytes_read
+
+
+def log_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` cannot be diagnosed as a log (one line for the user), or None if it can.
+    A regular file, a FIFO or a terminal is fine; /dev/zero and other devices never end."""
+    target = Path(path)
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return f"{path}: no such file — give the path of a log file"
+    except OSError as exc:
+        return f"{path}: cannot read it ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return f"{path} is a directory — give a log file (a run's log is runs/<id>/output.log)"
+    if stat.S_ISFIFO(mode):  # opening a FIFO blocks until a writer comes: only check access
+        return None if os.access(target, os.R_OK) else f"{path}: cannot read it (permission denied)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        try:
+            with open(target, "rb") as handle:
+                if os.isatty(handle.fileno()):
+                    return None
+        except OSError:
+            pass
+        kind = "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"{path} is {kind}, not a log file (a device like /dev/zero never ends); pipe its output in instead"
+    try:
+        with open(target, "rb"):
+            pass
+    except OSError as exc:
+        return f"{path}: cannot read it ({exc.strerror or exc})"
+    return None
+
+
 class LogMatcher:
     """Incremental matcher: `feed()` chunks of a growing log, `result()` any time.
 
@@ -145,10 +185,25 @@ class LogMatcher:
             buffer = buffer[-PIECE_OVERLAP:]
         self._pending = buffer
 
-    def feed_file(self, path: str | os.PathLike[str]) -> None:
+    def feed_file(self, path: str | os.PathLike[str],
+                  progress: Callable[[int, int], None] | None = None) -> None:
+        """Stream the file (bounded memory); `progress(bytes_done, total_or_0)` after each chunk.
+        A read error (a failing disk, /proc/self/mem) keeps what was read and raises LogReadError."""
         with open(path, "rb") as handle:
-            while chunk := handle.read(CHUNK_BYTES):
+            total = os.fstat(handle.fileno()).st_size
+            done = 0
+            while True:
+                try:
+                    chunk = handle.read(CHUNK_BYTES)
+                except OSError as exc:
+                    raise LogReadError(f"{path}: read failed after {done} bytes ({exc.strerror or exc})",
+                                       done) from None
+                if not chunk:
+                    return
                 self.feed(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
 
     # -- scanning ----------------------------------------------------------
     def _scan(self, block: bytes, first_line: int) -> None:

@@ -81,3 +81,33 @@ def test_run_playbook_runs_the_top_matchs_playbook_on_the_log(tmp_path, capsys) 
     assert "playbook cuda-oom" in shown and "Verdict" in shown
     assert code in (0, 1, 2)  # the playbook's verdict, not a usage error
     assert main(["diagnose", _log(tmp_path, OOM), "--run-playbook", "--json"]) == 3
+
+
+def test_devices_and_unreadable_files_are_refused_not_read_forever(capsys) -> None:
+    """/dev/zero never ends and /proc/self/mem fails with EIO: both get a one-line exit 3."""
+    assert main(["diagnose", "/dev/zero"]) == 3
+    assert "/dev/zero is a device" in capsys.readouterr().err
+    assert main(["diagnose", "/proc/self/mem"]) == 3
+    message = capsys.readouterr().err
+    assert "/proc/self/mem" in message and "read failed after 0 bytes" in message
+    assert "Traceback" not in message
+
+
+def test_a_read_error_midway_diagnoses_what_was_read(tmp_path, monkeypatch, capsys) -> None:
+    """A failing disk: the part read before the error is still diagnosed, with a warning."""
+    import io
+
+    from opsconsole.kb import matcher as matcher_module
+
+    class FailingDisk(io.FileIO):
+        def read(self, size=-1):
+            if self.tell():
+                raise OSError(5, "Input/output error")
+            return super().read(size)
+
+    path = _log(tmp_path, OOM)
+    monkeypatch.setattr(matcher_module, "open", lambda name, mode="r": FailingDisk(name), raising=False)
+    assert main(["diagnose", path, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["matches"][0]["category"] == "cuda_oom"
+    assert f"{path}: read failed after {len(OOM)} bytes (Input/output error)" in captured.err

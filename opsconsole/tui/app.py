@@ -20,6 +20,7 @@ from typing import Any
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.notifications import SeverityLevel
 
 from ..config import Settings
 from .feed import SnapshotArrived, Source, TelemetryFeed, TelemetryHistory
@@ -194,6 +195,14 @@ class OpsConsoleApp(App[int]):
     def open_run(self, run_id: str) -> None:
         self.switch_mode("runs")
         self.call_after_refresh(lambda: self.screen.open_run(run_id))  # type: ignore[attr-defined]
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Notifications are always plain text: they quote paths, model names and log lines
+        (`[rank0]`, `/tmp/x[/y].log`), which as markup would vanish or raise MarkupError.
+        `markup` is accepted and ignored because Widget.notify passes markup=True to here."""
+        del markup
+        super().notify(str(message), title=str(title), severity=severity, timeout=timeout, markup=False)
 
     def action_toggle_dark(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

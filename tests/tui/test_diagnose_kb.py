@@ -96,3 +96,69 @@ async def test_terminal_paste_with_cr_line_ends_is_diagnosed_on_the_spot(make_ap
         assert screen.result.lines_scanned == 3
         assert screen.result.matches[0].category == "no_kernel_image"
         await wait_until(pilot, lambda: "3 ▶ RuntimeError: CUDA error: no kernel image" in screen_text(app))
+
+
+async def test_file_evidence_is_redacted_like_the_cli(make_app, tmp_path):
+    """The CLI redacted HF_TOKEN=… in evidence; the TUI showed it in the context lines."""
+    secret_hf, secret_aws = "hf_" + "Q" * 34, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    log = tmp_path / "job.log"
+    log.write_text(f"HF_TOKEN={secret_hf}\nAWS_SECRET_ACCESS_KEY={secret_aws}\n"
+                   "RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        await pilot.press("ctrl+o")
+        for ch in str(log):
+            await pilot.press(ch)
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.result is not None, what="diagnosis")
+        text = screen_text(app)
+        assert "3 ▶ RuntimeError: CUDA error: no kernel image" in text
+        assert "HF_TOKEN=" in text and "AWS_SECRET_ACCESS_KEY=" in text  # the context is there…
+        assert secret_hf not in text and secret_aws not in text        # …its values are not
+        assert secret_aws not in screen.query_one("#log-text", TextArea).text  # nor in the preview
+
+
+async def test_a_big_file_is_streamed_with_a_bounded_preview(make_app, tmp_path):
+    """A log far larger than the preview: the match at its end is found and shown in context,
+    while the text area holds the first 200 kB only (it held the whole file before)."""
+    log = tmp_path / "big.log"
+    filler = ("step %d loss 1.0 " + "x" * 80 + "\n")
+    with open(log, "w") as handle:
+        for step in range(60_000):  # ~6 MB
+            handle.write(filler % step)
+        handle.write("RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await pilot.press("ctrl+o")
+        for ch in str(log):
+            await pilot.press(ch)
+        await pilot.press("enter")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.result is not None, timeout=60, what="diagnosis")
+        assert screen.result.matches[0].category == "no_kernel_image"
+        assert "60001 ▶ RuntimeError: CUDA error: no kernel image" in screen_text(app)
+        assert "step 59999 loss" in screen_text(app)  # context read back from the file
+        preview = screen.query_one("#log-text", TextArea).text
+        assert len(preview) < 210_000 and "(preview; the whole file is diagnosed)" in preview
+
+
+async def test_markup_in_a_path_or_a_message_is_shown_as_typed(make_app):
+    """`/tmp/nope[/x].log` exited the TUI with MarkupError; `[rank0]` vanished from toasts."""
+    from tui_helpers import notified
+
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.press("2")
+        await pilot.press("ctrl+o")
+        for ch in "/tmp/nope[/x].log":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "nope[/x].log" in notified(app), what="the error toast")
+        assert "no such file" in notified(app)
+        app.notify("[rank0]: NCCL timeout [c10d] :smile:")
+        await pilot.pause()
+        assert "[rank0]: NCCL timeout [c10d] :smile:" in notified(app)
+        assert app.is_running

@@ -151,3 +151,24 @@ async def test_follow_toggle_and_scrolling_up_pauses_the_log(make_app):
         await pilot.press("pageup")  # the user scrolls back: following stops
         assert not log.auto_scroll
         assert detail.total_lines == 300
+
+
+async def test_a_model_name_with_markup_is_quoted_not_parsed(make_app):
+    """The launch-form model `my[/model]` exited the TUI with MarkupError; now the refusal
+    names it as typed and the console stays up."""
+    from tui_helpers import notified
+
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await pilot.press("5")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, LaunchDialog))
+        form = app.screen
+        form.query_one("#kind").value = "gemma-infer"
+        form.query_one("#model").value = "my[/model]"
+        form.query_one("#device").value = "cpu"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "cannot launch" in notified(app), what="the refusal")
+        await pilot.pause()
+        assert app.is_running
+        assert "my[/model]" in notified(app), notified(app)

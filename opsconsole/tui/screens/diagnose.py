@@ -18,8 +18,11 @@ from textual.widgets.option_list import Option
 
 from ..widgets.kb_view import KbEntryView
 from .base import OpsScreen
+from ...markup import escape_markup
+from ...redact import redact_text
 
 CONTEXT_RADIUS = 3
+PREVIEW_BYTES = 200_000
 MAX_EVIDENCE_BLOCKS = 6
 
 
@@ -35,7 +38,7 @@ def context_blocks(lines_of: callable, evidence_lines: list[int], radius: int = 
     for number in sorted(texts):
         if previous is not None and number != previous + 1:
             out.append("  ⋮\n", style="dim")
-        line = texts[number].rstrip("\n")
+        line = redact_text(texts[number].rstrip("\n"))  # the CLI's evidence is redacted: so is ours
         if number in hits:
             out.append(f"{number:>6} ▶ ", style="bold")
             out.append(line + "\n", style="bold reverse yellow")
@@ -51,18 +54,38 @@ def lines_from_text(text: str):
     return lambda numbers: {n: lines[n - 1] for n in numbers if 0 < n <= len(lines)}
 
 
-def lines_from_file(path: Path):
-    def read(numbers: list[int]) -> dict[int, str]:
-        wanted, out = set(numbers), {}
-        last = max(wanted, default=0)
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for number, line in enumerate(fh, 1):
-                if number in wanted:
-                    out[number] = line[:2000]
-                if number >= last:
+def lines_from_file(path: Path, numbers: set[int], width: int = 2000) -> dict[int, str]:
+    """The lines `numbers` of the file (each cut at `width`), read once, in pieces: a 1 GiB
+    single-line log costs no more memory than a small one. Unreadable -> what was read."""
+    out: dict[int, str] = {}
+    last = max(numbers, default=0)
+    number, piece_of_line = 1, b""
+    try:
+        with open(path, "rb") as handle:
+            while number <= last:
+                piece = handle.readline(1 << 16)
+                if not piece:
                     break
-        return out
-    return read
+                if number in numbers and len(piece_of_line) < width:
+                    piece_of_line += piece[: width - len(piece_of_line)]
+                if piece.endswith(b"\n"):
+                    if number in numbers:
+                        out[number] = piece_of_line.decode("utf-8", "replace")
+                    number, piece_of_line = number + 1, b""
+            if piece_of_line and number in numbers:
+                out[number] = piece_of_line.decode("utf-8", "replace")
+    except OSError:
+        pass
+    return out
+
+
+def evidence_lines(result, radius: int = CONTEXT_RADIUS) -> set[int]:
+    """Every line context_blocks may show, for every match."""
+    wanted: set[int] = set()
+    for diagnosis in result.matches:
+        for number in [e.line for e in diagnosis.evidence][:MAX_EVIDENCE_BLOCKS * 2]:
+            wanted.update(range(max(1, number - radius), number + radius + 1))
+    return wanted
 
 
 class DiagnoseScreen(OpsScreen):
@@ -122,16 +145,25 @@ class DiagnoseScreen(OpsScreen):
             self.open_path(event.value.strip())
 
     def open_path(self, value: str) -> None:
+        from ...kb.matcher import log_file_problem
+
         path = Path(os.path.expanduser(value)) if value else None
-        if path is None or not path.is_file():
-            self.notify(f"no such file: {value or '(empty)'}", severity="error")
+        problem = log_file_problem(path) if path is not None else "no file given: type the path of a log"
+        if problem:
+            self.notify(problem, severity="error")
+            return
+        try:  # the preview is the first 200 kB only: the file itself is streamed by the matcher
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                head = handle.read(PREVIEW_BYTES)
+        except OSError as exc:
+            self.notify(f"{path}: cannot read it ({exc.strerror or exc})", severity="error")
             return
         self.source_path = path
-        size = path.stat().st_size
-        preview = path.read_bytes()[:200_000].decode("utf-8", errors="replace")
+        preview = redact_text(head.decode("utf-8", errors="replace"))
         area = self.query_one("#log-text", TextArea)
-        area.load_text(preview + ("\n… (preview; the whole file is diagnosed)" if size > 200_000 else ""))
-        self.query_one("#diag-input").border_title = f"Log: {path} ({size} bytes)"
+        area.load_text(preview + ("\n… (preview; the whole file is diagnosed)" if size > PREVIEW_BYTES else ""))
+        self.query_one("#diag-input").border_title = f"Log: {escape_markup(path)} ({size} bytes)"
         self.action_diagnose()
 
     def action_clear(self) -> None:
@@ -154,14 +186,33 @@ class DiagnoseScreen(OpsScreen):
 
     @work(exclusive=True, group="diagnose")
     async def run_diagnosis(self, path: Path | None, text: str) -> None:
-        from ...kb import match_log
+        from ...kb import LogMatcher, match_log
+        from ...kb.matcher import LogReadError
 
-        self.query_one("#diag-output").border_title = "Matches (diagnosing…)"
+        output = self.query_one("#diag-output")
+        output.border_title = "Matches (diagnosing…)"
         kb = await asyncio.to_thread(lambda: self.ops.kb)
-        source = path if path is not None else text
-        result = await asyncio.to_thread(match_log, source, kb, 5)
+
+        def progress(done: int, total: int) -> None:  # on the worker thread: hand the title to the UI
+            shown = f"{100 * done / total:.0f}%" if total else f"{done >> 20} MiB"
+            self.app.call_from_thread(setattr, output, "border_title", f"Matches (diagnosing… {shown})")
+
+        def diagnose_file(source: Path):
+            matcher = LogMatcher(kb)
+            try:
+                matcher.feed_file(source, progress)
+            except LogReadError as exc:
+                self.app.call_from_thread(self.notify, f"{exc}; the part read so far is diagnosed", severity="warning")
+            return matcher.result(5)
+
+        if path is not None:
+            result = await asyncio.to_thread(diagnose_file, path)
+            shown = await asyncio.to_thread(lines_from_file, path, evidence_lines(result))  # off the UI thread
+            self.lines_of = lambda numbers: {n: shown[n] for n in numbers if n in shown}
+        else:
+            result = await asyncio.to_thread(match_log, text, kb, 5)
+            self.lines_of = lines_from_text(text)
         self.result = result
-        self.lines_of = lines_from_file(path) if path is not None else lines_from_text(text)
         self.show_result(result)
 
     def show_result(self, result) -> None:

@@ -13,6 +13,7 @@ from textual.widgets.option_list import Option
 
 from ..widgets.kb_view import KbEntryView
 from .base import OpsScreen
+from ...markup import escape_markup
 
 
 def fuzzy_rank(entries, query: str, limit: int = 40) -> list:
@@ -119,7 +120,7 @@ class KbScreen(OpsScreen):
 
     def _show(self, entry_id: str) -> None:
         self.query_one("#kb-entry", KbEntryView).show(self.ops.kb.get(entry_id), missing_id=entry_id)
-        self.query_one("#kb-main").border_title = entry_id
+        self.query_one("#kb-main").border_title = escape_markup(entry_id)
 
     def show_entry(self, entry_id: str) -> None:
         """Open an entry by id (from a finding, a diagnosis, a run)."""

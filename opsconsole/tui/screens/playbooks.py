@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from .base import OpsScreen
 from .confirm import ConfirmDialog
+from ...markup import escape_markup
 
 STATUS_ICON = {"pass": ("✓", "bold green"), "warn": ("!", "bold yellow"), "fail": ("✖", "bold red"),
                "skip": ("–", "dim"), "error": ("⚠", "bold red"), "manual": ("☐", "cyan"), "running": ("…", "cyan")}
@@ -130,7 +131,7 @@ class PlaybooksScreen(OpsScreen):
         if self.log_file:
             info.append(f"\nlog: {self.log_file}", style="cyan")
         self.query_one("#pb-info", Static).update(info)
-        self.query_one("#pb-main").border_title = playbook.id
+        self.query_one("#pb-main").border_title = escape_markup(playbook.id)
         self.query_one("#pb-steps").remove_children()
         self.query_one("#pb-verdict", Static).update("")
 

@@ -17,6 +17,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ..format import NA, bar, fraction_style, gib, pct, sparkline, truncate
+from ...markup import escape_markup
 
 if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
     from ...telemetry.snapshot import GpuSnapshot, XidEvent
@@ -159,7 +160,7 @@ class GpuCard(Widget):
              xids: Sequence[XidEvent]) -> None:
         self.gpu, self.util_history, self.vram_history, self.xids = gpu, util_history, vram_history, xids
         self.set_class(gpu.state not in ("ok",), "problem")
-        title = f"GPU {gpu.index} · {short_name(gpu.name)}"
+        title = f"GPU {gpu.index} · {escape_markup(short_name(gpu.name))}"
         if self.border_title != title:
             self.border_title = title
         self._strips = None

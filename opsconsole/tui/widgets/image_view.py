@@ -11,6 +11,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.containers import Container
 from textual.widgets import Static
+from ...markup import escape_markup
 
 
 class HalfBlockImage:
@@ -63,4 +64,4 @@ class ImageView(Container):
         else:
             size = self.content_size
             self.mount(Static(HalfBlockImage(path, size.width or 40, (size.height or 20) - 1)))
-        self.border_title = path.name
+        self.border_title = escape_markup(path.name)

@@ -7,6 +7,9 @@ import getpass
 import signal
 import subprocess
 
+import psutil
+import pytest
+
 from opsconsole.config import Settings
 from opsconsole.telemetry import open_source
 from opsconsole.telemetry.snapshot import GpuProcess
@@ -15,28 +18,32 @@ from opsconsole.tui.screens.confirm import ConfirmDialog
 from opsconsole.tui.screens.launch import LaunchDialog
 from opsconsole.tui.widgets.processes import ProcessTable
 
-from tui_helpers import screen_text, wait_until
+from tui_helpers import notified, screen_text, wait_until
 
 
 class WithChildSource:
-    """The simulated machine, with our real `sleep` child holding 90 GiB on GPU 0 (so it sorts first)."""
+    """This machine's live telemetry as NVML would give it (source "nvml"), with our real `sleep`
+    child holding 90 GiB on GPU 0 (so it sorts first); the rest of the machine is simulated.
+    `shown` overrides what the snapshot says of the child (a stale start time, another owner)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, source: str = "nvml", **shown) -> None:
         self.inner = open_source(simulate="healthy-8xh100", frozen=True)
-        self.pid = pid
+        self.pid, self.source, self.shown = pid, source, shown
 
     def sample(self):
         snap = self.inner.sample()
-        child = GpuProcess(pid=self.pid, gpu=0, used_memory=90 * 2**30, user=getpass.getuser(), command="sleep 60")
+        facts = {"user": getpass.getuser(), "start_time": psutil.Process(self.pid).create_time(), **self.shown}
+        child = GpuProcess(pid=self.pid, gpu=0, used_memory=90 * 2**30, command="sleep 60", **facts)
         gpu0 = dataclasses.replace(snap.gpus[0], processes=(child, *snap.gpus[0].processes))
-        return dataclasses.replace(snap, gpus=(gpu0, *snap.gpus[1:]))
+        return dataclasses.replace(snap, source=self.source, gpus=(gpu0, *snap.gpus[1:]))
 
     def close(self) -> None:
         self.inner.close()
 
 
-def app_with_child(pid: int, readonly: bool = False):
-    return create_app(Settings(refresh=3600, readonly=readonly), source_factory=lambda: WithChildSource(pid), static=True)
+def app_with_child(pid: int, readonly: bool = False, **source):
+    return create_app(Settings(refresh=3600, readonly=readonly),
+                      source_factory=lambda: WithChildSource(pid, **source), static=True)
 
 
 async def test_kill_asks_then_sends_sigterm():
@@ -109,3 +116,59 @@ async def test_q_quits_from_dashboard_only(make_app):
         await pilot.press("q")
         await pilot.pause()
     assert not app.is_running
+
+
+async def _press_kill_and_answer_yes(app, pilot, child) -> None:
+    await wait_until(pilot, lambda: app.snapshot is not None)
+    table = app.screen.query_one(ProcessTable)
+    await wait_until(pilot, lambda: table.selected_process() is not None)
+    assert table.selected_process().pid == child.pid
+    await pilot.press("k")
+    await pilot.pause()
+    if isinstance(app.screen, ConfirmDialog):
+        await pilot.press("y")
+        await pilot.pause()
+
+
+async def test_kill_on_simulated_data_is_refused_even_when_the_pid_is_a_real_process():
+    """--simulate: the pid on screen belongs to an imagined machine. Our real child sits at that
+    pid here; k must neither show a dialog nor signal it."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        app = app_with_child(child.pid, source="simulated:healthy-8xh100")
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await _press_kill_and_answer_yes(app, pilot, child)
+            assert not isinstance(app.screen, ConfirmDialog)
+            await wait_until(pilot, lambda: "not this machine's live telemetry" in notified(app),
+                             what="the refusal")
+            assert child.poll() is None
+    finally:
+        child.kill()
+
+
+@pytest.mark.parametrize(("shown", "says"), [
+    ({"start_time": 1_000_000.0}, "the pid was reused"),            # the process shown started long ago
+    ({"user": "someone-else"}, "now owned by"),                      # the process shown had another owner
+    ({"start_time": None}, "cannot be told apart from a reused pid"),
+])
+async def test_kill_refuses_a_pid_that_is_no_longer_the_process_shown(shown, says):
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        app = app_with_child(child.pid, **shown)
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await _press_kill_and_answer_yes(app, pilot, child)
+            await wait_until(pilot, lambda: says in notified(app), what=says)
+            assert child.poll() is None
+    finally:
+        child.kill()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_header_says_simulated_at_every_width(make_app, size):
+    app = make_app("healthy-8xh100")
+    async with app.run_test(size=size) as pilot:
+        await wait_until(pilot, lambda: app.snapshot is not None)
+        for key in ("1", "2", "5", "6"):
+            await pilot.press(key)
+            await wait_until(pilot, lambda: "SIMULATED" in screen_text(app).splitlines()[0],
+                             what=f"SIMULATED on screen {key}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from opsconsole.tui.capture import screen_text
 
-__all__ = ["screen_text", "wait_until"]
+__all__ = ["notified", "screen_text", "wait_until"]
 
 
 async def wait_until(pilot, predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
@@ -17,3 +17,8 @@ async def wait_until(pilot, predicate: Callable[[], object], timeout: float = 10
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}\n--- screen ---\n{screen_text(pilot.app)}")
         await pilot.pause(0.05)
+
+
+def notified(app) -> str:
+    """Every notification still shown, title and message, one per line (toasts wrap on screen)."""
+    return "\n".join(f"{n.title}: {n.message}" for n in app._notifications)

@@ -10,6 +10,8 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from ...markup import escape_markup
+
 if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
     from ...telemetry.snapshot import Snapshot
 
@@ -40,21 +42,40 @@ class TabBar(Static):
         super().__init__("", markup=True, **kwargs)
         self.current = current
         self.host = ""
+        self.simulated = False
 
     def on_mount(self) -> None:
-        self.set_host(self.host)
+        self.set_host(self.host, self.simulated)
 
-    def set_host(self, host: str) -> None:
-        self.host = host
-        parts = []
+    def on_resize(self) -> None:
+        self.set_host(self.host, self.simulated)
+
+    def set_host(self, host: str, simulated: bool = False) -> None:
+        self.host, self.simulated = host, simulated
+        # the badge comes first, so no terminal width can cut it off: pids and values on screen are
+        # not this machine's. Then the widest layout that keeps the host name in view.
+        badge = "[bold white on red] SIMULATED [/] " if simulated else ""
+        room = (self.size.width or 10_000) - (len(" SIMULATED  ") if simulated else 0)
+        hostname = host.split(" · ")[0]
+        layouts = ((2, host), (1, host), (1, hostname), (0, host), (0, hostname))
+        titles, right = next(((t, r) for t, r in layouts if self._tabs_width(t) + len(r) + 2 <= room), layouts[-1])
+        parts = [badge]
         for mode, key, title in SCREENS:
+            label = f" {key} {self._title(title, titles)} " if titles else f" {key} "
             style = "reverse bold" if mode == self.current else ""
-            label = f" {key} {title} "
             parts.append(f"[{style} @click=app.goto('{mode}')]{label}[/]" if style else f"[@click=app.goto('{mode}')]{label}[/]")
         line = "".join(parts)
-        if host:
-            line += f"  [dim]{host}[/]"
+        if right:
+            line += f"  [dim]{escape_markup(right)}[/]"
         self.update(line)
+
+    @staticmethod
+    def _title(title: str, level: int) -> str:
+        return title if level == 2 else title[:4]
+
+    @classmethod
+    def _tabs_width(cls, level: int) -> int:
+        return sum(len(f" {key} {cls._title(title, level)} ") if level else len(f" {key} ") for _, key, title in SCREENS)
 
 
 class OpsScreen(Screen):
@@ -93,9 +114,14 @@ class OpsScreen(Screen):
         tabs = self.query("#tabs")
         if tabs:
             bar = tabs.first(TabBar)
-            host = f"{snapshot.host.hostname} · {snapshot.source}"
-            if bar.host != host:
-                bar.set_host(host)
+            from ...telemetry.process_actions import LIVE_SOURCE  # loaded already: a snapshot exists
+
+            simulated = snapshot.source != LIVE_SOURCE
+            # the badge says SIMULATED: the right side names the scenario only
+            source = snapshot.source.removeprefix("simulated:") if simulated else snapshot.source
+            host = f"{snapshot.host.hostname} · {source}"
+            if bar.host != host or bar.simulated != simulated:
+                bar.set_host(host, simulated)
         self.show_snapshot(snapshot)
 
     def show_snapshot(self, snapshot: Snapshot) -> None:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import os
-import signal
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +16,7 @@ from ..widgets.host_strip import HostStrip
 from ..widgets.processes import ProcessFilter, ProcessTable
 from .base import OpsScreen
 from .confirm import ConfirmDialog
+from ...markup import escape_markup
 
 if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, off the first frame's path
     from ...telemetry.snapshot import Snapshot
@@ -159,7 +157,7 @@ class DashboardScreen(OpsScreen):
         table = self.query_one("#processes", ProcessTable)
         table.filter = ProcessFilter.parse(event.value)
         label = f"Processes (sort: {table.sort_key}"
-        self.query_one("#proc-pane").border_title = label + (f", filter: {table.filter})" if str(table.filter) else ")")
+        self.query_one("#proc-pane").border_title = label + (f", filter: {escape_markup(table.filter)})" if str(table.filter) else ")")
         if not event.value:
             event.input.remove_class("shown")
         if self.ops.snapshot:
@@ -202,24 +200,24 @@ class DashboardScreen(OpsScreen):
         if proc is None:
             self.notify("no process selected", severity="warning")
             return
-        if not proc.visible:
-            self.notify(f"pid {proc.pid} is in another pid namespace: cannot signal it from here", severity="error")
+        from ...telemetry.process_actions import action_refusal
+
+        refusal = action_refusal(self.ops.snapshot, proc)
+        if refusal:  # simulated / replayed data, another namespace, an unverifiable pid: never a dialog
+            self.notify(refusal, title="kill refused", severity="error")
             return
         detail = f"user {proc.user or '?'} · GPU {proc.gpu}\n{proc.command or ''}"
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.send_sigterm(proc.pid)
+                self.send_sigterm(proc)
 
         self.app.push_screen(ConfirmDialog(f"Send SIGTERM to pid {proc.pid}?", detail, yes="Kill"), answered)
 
-    def send_sigterm(self, pid: int) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            self.notify(f"pid {pid} has already exited", severity="warning")
-        except PermissionError:
-            self.notify(f"not allowed to signal pid {pid} (another user's process?)", severity="error")
-        else:
-            self.notify(f"SIGTERM sent to pid {pid}")
+    def send_sigterm(self, proc) -> None:  # noqa: ANN001 - a GpuProcess of the current snapshot
+        from ...telemetry.process_actions import send_signal_checked
+
+        outcome = send_signal_checked(self.ops.snapshot, proc)  # re-checks start time and owner first
+        self.notify(outcome.message, severity="information" if outcome.sent else "error")
+        if outcome.sent:
             self.ops.feed_poll_now()

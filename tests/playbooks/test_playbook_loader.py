@@ -107,14 +107,46 @@ def test_command_steps_need_a_trusted_directory(tmp_path):
 @pytest.mark.parametrize("argv, words", [
     ("[rm, -rf, /tmp/x]", "not on the allow-list"),
     ("[bash, -c, nvidia-smi]", "not on the allow-list"),
-    ("[nvidia-smi, -r, -i, '0']", "changes the machine"),
-    ("[nvidia-smi, --power-limit=200]", "changes the machine"),
-    ("[dmesg, -C]", "changes the machine"),
+    ("[nvidia-smi, -r, -i, '0']", "`nvidia-smi -r` is not an allowed read-only argument"),
+    ("[nvidia-smi, --power-limit=200]", "`nvidia-smi --power-limit=200` is not an allowed"),
+    ("[dmesg, -C]", "`dmesg -C` is not an allowed"),
     ("nvidia-smi -q", "must be a list"),
+    # the bypasses of the red team (issue #12, item 3), each refused by the allow-list of shapes
+    ("[/tmp/x/df, -h]", "not a path"),
+    ("[./df, -h]", "not a path"),
+    ("[ip, -batch, /tmp/cmds]", "`ip -batch` is not an allowed"),
+    ("[dmesg, -Tc]", "`dmesg -Tc` is not an allowed"),
+    ("[dmesg, --read-cl]", "`dmesg --read-cl` is not an allowed"),
+    ("[dmesg, -n1]", "`dmesg -n1` is not an allowed"),
+    ("[journalctl, --vacuum-si=1K]", "`journalctl --vacuum-si=1K` is not an allowed"),
+    ("[ip, route, append, 10.0.0.0/8, dev, lo]", "`ip route append`: subcommand not allowed"),
+    ("[ip, ro, app, 10.0.0.0/8]", "`ip ro`: subcommand not allowed"),
+    ("[nvidia-smi, -q, -f, /etc/passwd]", "`nvidia-smi -f` is not an allowed"),
+    ("[ip, netns, exec, x, sh]", "`ip netns exec`: subcommand not allowed"),
+    ("[dcgmi, diag, -r, long]", "`dcgmi diag -r long`: that value is not allowed"),
+    ("[dcgmi, health, -s, a]", "`dcgmi health -s` is not an allowed"),
+    ("[dcgmi, group, -c, mygroup]", "`dcgmi group -c` is not an allowed"),
+    ("[nvidia-smi, mig, --create-gpu-instance, '9']", "`nvidia-smi mig --create-gpu-instance` is not an allowed"),
+    ("[nvidia-smi, drain, --modify, '1']", "`nvidia-smi drain`: subcommand not allowed"),
+    ("[nvidia-smi, -acp, '0']", "`nvidia-smi -acp` is not an allowed"),
+    ("[nvidia-smi, -i, -r]", "`nvidia-smi -i -r`: that value is not allowed"),
+    ("[df, --, -x]", "`df --` is not an allowed"),
+    ("[nvidia-smi, -q, -d]", "`nvidia-smi -d` needs a value"),
 ])
 def test_commands_must_be_read_only_diagnostics(tmp_path, argv, words):
     error = error_of(write(tmp_path, "cmd", COMMAND.format(argv=argv)), trusted=True)
-    assert error.line == 5 and words in str(error)
+    assert error.line == 5 and words in str(error), str(error)
+
+
+@pytest.mark.parametrize("argv", [
+    "[nvidia-smi]", "[nvidia-smi, -L]", "[nvidia-smi, -q, -d, 'ECC,TEMPERATURE', -i, '0']",
+    "[nvidia-smi, '--query-gpu=index,temperature.gpu', '--format=csv,noheader']", "[nvidia-smi, topo, -m]",
+    "[nvidia-smi, nvlink, -s]", "[nvidia-smi, mig, -lgi]", "[dcgmi, diag, -r, '1']", "[dcgmi, health, -c, -g, '0']",
+    "[df, -h, /dev/shm]", "[modinfo, -F, version, nvidia]", "[dmesg, -T, '--level=err,warn']",
+    "[journalctl, -k, -b, --no-pager, --lines=200]", "[ip, -br, link, show, dev, eth0]", "[ip, route, get, 10.1.2.3]",
+])
+def test_read_only_shapes_load(tmp_path, argv):
+    assert load_playbook_file(write(tmp_path, "cmd", COMMAND.format(argv=argv)), trusted=True).step("a").argv
 
 
 def test_unknown_kb_reference(tmp_path):

@@ -129,6 +129,29 @@ def test_commands_run_on_a_real_machine_and_capture_output(tmp_path):
     assert run(pb, FULL).steps[0].status == "skip"  # simulated machine: never runs commands
 
 
+def test_commands_come_from_the_system_path_not_the_callers(tmp_path, monkeypatch):
+    """A `nproc` planted first in the console's PATH must not run: programs come from SYSTEM_PATH."""
+    planted = tmp_path / "bin"
+    planted.mkdir()
+    marker = tmp_path / "planted-ran"
+    (planted / "nproc").write_text(f"#!/bin/sh\ntouch {marker}\necho 999\n")
+    (planted / "nproc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{planted}:{__import__('os').environ['PATH']}")
+    pb = playbook(tmp_path, "steps:\n  - id: cpus\n    command: [nproc]\n", trusted=True)
+    step = run(pb, snapshot((gpu(),), source="nvml")).steps[0]
+    assert step.status == "pass" and not marker.exists()
+    assert step.evidence["stdout"].strip() != "999" and step.evidence["executable"].startswith(("/usr/", "/bin/"))
+
+
+def test_a_hand_built_step_is_checked_again_before_it_runs(tmp_path):
+    """The allow-list is enforced where the process starts too, not only by the loader."""
+    from opsconsole.playbooks.commands import run_command
+
+    marker = tmp_path / "ran"
+    result = run_command(("touch", str(marker)), 5, "fail")
+    assert result.status == "error" and "refused" in result.summary and not marker.exists()
+
+
 def test_failing_command_uses_its_failure_status(tmp_path):
     pb = playbook(tmp_path, "steps:\n  - id: bad\n    command: [df, /no/such/path/opsconsole]\n    failure_status: fail\n",
                   trusted=True)

@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..paths import bundled_dir, config_dir
+from ..userfiles import ALIAS_REFUSED, first_alias_line, read_user_text
 from .literals import MIN_LITERAL, required_literals
 from .model import AREAS, CATEGORIES, KbEntry, KbPattern, KnowledgeBase
 
@@ -111,6 +112,9 @@ def parse_entry(path: Path, text: str, playbooks: frozenset[str] | None = None) 
         loader = _Loader(front)
         try:
             node = loader.get_single_node()  # kept for line numbers in messages
+            alias_line = first_alias_line(node)
+            if alias_line is not None:
+                raise ConfigError(where, alias_line + first - 1, ALIAS_REFUSED, "repeat the value instead of `*name`")
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -151,6 +155,9 @@ def parse_entry(path: Path, text: str, playbooks: frozenset[str] | None = None) 
             item = {"regex": item, "weight": 1.0}
         if not isinstance(item, dict) or "regex" not in item:
             raise ConfigError(where, line, f"pattern #{index + 1} needs a `regex`", "- {regex: '...', weight: 5}")
+        extra = sorted(set(item) - {"regex", "weight"}, key=str)
+        if extra:
+            raise ConfigError(where, line, f"pattern #{index + 1} has an unknown key `{extra[0]}`", "a pattern has `regex` and `weight`")
         weight = item.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 10:
             raise ConfigError(where, line, f"pattern #{index + 1} weight {weight!r} is not a number in (0, 10]",
@@ -197,7 +204,10 @@ def playbook_ids(dirs: Iterable[Path]) -> frozenset[str]:
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.y*ml")):
-            found = _PLAYBOOK_ID_RE.search(path.read_text(encoding="utf-8", errors="replace"))
+            try:
+                found = _PLAYBOOK_ID_RE.search(read_user_text(path))
+            except OSError:
+                continue  # the playbook loader reports the broken file
             ids.add(found.group(1) if found else path.stem)
     return frozenset(ids)
 
@@ -232,7 +242,10 @@ def load_kb(extra_dirs: Iterable[str | Path] = (), playbook_dirs: Iterable[str |
             continue
         for path in sorted(directory.glob("*.md")):
             try:
-                entry = parse_entry(path, path.read_text(encoding="utf-8", errors="replace"), known)
+                entry = parse_entry(path, read_user_text(path), known)
+            except OSError as exc:
+                kb.errors.append(ConfigError(_display(path), None, str(exc), "remove or fix the file"))
+                continue
             except ConfigError as exc:
                 kb.errors.append(exc)
                 continue

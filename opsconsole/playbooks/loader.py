@@ -20,6 +20,7 @@ from .checks.registry import all_checks
 from .commands import command_problem
 from .model import STEP_KINDS, Condition, ConclusionRule, Playbook, Step
 from .results import STEP_STATUSES, VERDICTS
+from ..userfiles import read_user_text
 from .yaml_lines import LineDict, LineList, YamlLineError, line_of, load_with_lines
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -251,21 +252,29 @@ class _Validator:
         return tuple(rules)
 
     def placeholders(self, message: str, line: int) -> None:
+        """Messages are str.format templates of known field names only: a conversion
+        (`{gpu_name!z}`) or a format spec (`{gpu_name:d}`, `{gpu_name:>300000000}`) is refused
+        here, or the run would end in a traceback (or allocate a 300 MB string)."""
         try:
-            names = {name for _, name, _, _ in string.Formatter().parse(message) if name is not None}
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(message)
+                      if name is not None]
         except ValueError as exc:
             self.fail(line, f"bad placeholder in message: {exc}", "write literal braces as {{ and }}")
-        unknown = names - MESSAGE_FIELDS
-        if unknown:
-            self.fail(line, f"unknown placeholder {{{sorted(unknown)[0]}}}", "known: " + ", ".join(sorted(MESSAGE_FIELDS)))
+        for name, spec, conversion in fields:
+            if conversion or spec:
+                shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+                self.fail(line, f"placeholder {shown} has a conversion or format spec",
+                          f"write the bare field, e.g. {{{name}}}")
+            if name not in MESSAGE_FIELDS:
+                self.fail(line, f"unknown placeholder {{{name}}}", "known: " + ", ".join(sorted(MESSAGE_FIELDS)))
 
 
 def load_playbook_file(path: Path, trusted: bool, kb_refs: set[str] | None = None) -> Playbook:
     """Parse and validate one playbook file; raises ConfigError naming file:line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), None, f"cannot read: {exc}") from None
+        text = read_user_text(path)
+    except OSError as exc:
+        raise ConfigError(str(path), None, str(exc)) from None
     try:
         data = load_with_lines(text)
     except YamlLineError as exc:

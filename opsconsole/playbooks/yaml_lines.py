@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from ..userfiles import ALIAS_REFUSED, first_alias_line
+
 
 class LineDict(dict):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -73,6 +75,9 @@ def load_with_lines(text: str) -> Any:
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()
+        alias_line = first_alias_line(node)
+        if alias_line is not None:
+            raise YamlLineError(alias_line, ALIAS_REFUSED + ": write the values out")
         return None if node is None else _convert(loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

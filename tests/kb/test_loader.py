@@ -52,6 +52,10 @@ def test_good_entry_loads_with_all_fields(tmp_path: Path, playbook_dir: Path) ->
         (("weight: 9}", "weight: 99}"), 7, "weight 99"),
         (("  - {regex: 'fan speed \\d+ rpm', weight: 2}", "  - {regex: '\\d+ \\w+', weight: 2}"), 8, "no literal text"),
         (("links: [https://example.org/widget]", "links: [https://example.org/widget]\nsource: me"), 13, "unknown field `source`"),
+        # an unvalidated extra key hid a billion-laughs bomb that passed `kb check` (#12 item 8)
+        (("weight: 9}", "weight: 9, note: hi}"), 7, "pattern #1 has an unknown key `note`"),
+        (("links: [https://example.org/widget]", "links: &l [https://example.org/widget]\nexcludes: *l"), 12,
+         "anchors and aliases"),
     ],
 )
 def test_bad_entry_is_reported_with_file_and_line_and_skipped(tmp_path, playbook_dir, mutation, line, words) -> None:
@@ -83,6 +87,62 @@ def test_duplicate_id_keeps_first_and_names_the_second_file(tmp_path: Path, play
     kb, errors = _load(tmp_path, playbook_dir)
     assert len(errors) == 1 and "b.md:2: duplicate id 'widget-hot'" in str(errors[0])
     assert kb.get("widget-hot").path.name == "a.md"
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+    f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path, playbook_dir: Path) -> None:
+    """10^9 items if expanded (3 GB, 30 s per diagnose before): refused at its first alias."""
+    text = GOOD_ENTRY.format(id="widget-hot").replace("links: [https://example.org/widget]",
+                                                      "links: [https://example.org/widget]\n" + BOMB.replace("\n", "\n"))
+    write_entry(tmp_path / "kb", "widget-hot.md", text)
+    kb, errors = _load(tmp_path, playbook_dir)
+    assert len(errors) == 1 and "anchors and aliases" in str(errors[0]) and "widget-hot" not in kb.entries
+
+
+@pytest.mark.parametrize("make", ["dangling symlink", "directory", "symlink loop", "huge file"])
+def test_a_broken_file_in_an_extra_dir_is_skipped_with_a_warning(tmp_path: Path, playbook_dir: Path, make) -> None:
+    """A dangling symlink, a directory or a loop named *.md ended `diagnose` and `kb check` in a traceback."""
+    kb_dir = tmp_path / "kb"
+    write_entry(kb_dir, "widget-ok.md", GOOD_ENTRY.format(id="widget-ok"))
+    broken = kb_dir / "broken.md"
+    if make == "dangling symlink":
+        broken.symlink_to(tmp_path / "gone.md")
+    elif make == "directory":
+        broken.mkdir()
+    elif make == "symlink loop":
+        broken.symlink_to(broken)
+    else:
+        broken.write_text("---\nid: x\n---\n" + "x" * (2 << 20))
+    kb, errors = _load(tmp_path, playbook_dir)
+    assert "widget-ok" in kb.entries
+    assert len(errors) == 1 and "broken.md" in str(errors[0]), errors
+
+
+def test_broken_files_do_not_break_the_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    from opsconsole.cli import main
+
+    kb_dir, pb_dir = tmp_path / "kb", tmp_path / "opsconsole" / "playbooks"
+    kb_dir.mkdir()
+    pb_dir.mkdir(parents=True)
+    (kb_dir / "dangling.md").symlink_to(tmp_path / "gone.md")
+    (pb_dir / "loop.yaml").symlink_to(pb_dir / "loop.yaml")
+    (pb_dir / "dir.yaml").mkdir()
+    (pb_dir / "bomb.yaml").write_text(BOMB)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "opsconsole" / "config.toml").write_text(f"extra_kb_dirs = [{str(kb_dir)!r}]\n")
+    log = tmp_path / "run.log"
+    log.write_text("RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
+    assert main(["diagnose", str(log), "--json"]) == 0
+    assert main(["kb", "check"]) != 0
+    err = capsys.readouterr().err
+    assert "dangling.md" in err and "Traceback" not in err
+    assert main(["playbook", "list"]) in (0, 1)
+    captured = capsys.readouterr()
+    assert all(name in captured.out + captured.err for name in ("loop.yaml", "dir.yaml", "bomb.yaml"))
 
 
 def test_missing_extra_dir_is_an_error_not_a_crash(tmp_path: Path, playbook_dir: Path) -> None:

@@ -189,3 +189,40 @@ def test_every_check_is_documented():
     missing = [name for name, spec in all_checks().items()
                if f"| `{name}` |" not in docs or any(f"`{param}`" not in docs for param in spec.params)]
     assert missing == []
+
+
+BOMB = "id: bomb\ntitle: x\nsteps: []\na: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(8))
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    """~400 bytes, 10^9 items expanded: `playbook list` took 31 s and hit MemoryError."""
+    error = error_of(write(tmp_path, "bomb", BOMB))
+    assert error.line == 4 and "anchors and aliases" in str(error)
+
+
+@pytest.mark.parametrize("template", ["{gpu_name!z}", "{gpu_name!r}", "{gpu_name:d}", "{gpu_name:>300000000}",
+                                      "{gpu_name.__class__}", "{gpu_name[0]}", "{}"])
+def test_conclusion_templates_are_plain_known_fields(tmp_path, template):
+    """A format spec or conversion passed validation and the run ended in a traceback (or took 0.9 GB)."""
+    text = f"id: bad\ntitle: x\nsteps:\n  - id: a\n    manual: hi\nconclusion:\n  - message: \"GPU {template}\"\n"
+    error = error_of(write(tmp_path, "bad", text))
+    assert error.line == 7 and ("conversion or format spec" in str(error) or "unknown placeholder" in str(error))
+
+
+@pytest.mark.parametrize("make", ["dangling symlink", "directory", "symlink loop"])
+def test_a_broken_file_in_the_user_dir_disables_only_itself(tmp_path, monkeypatch, make):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    user_dir = tmp_path / "opsconsole" / "playbooks"
+    write(user_dir, "mine", GOOD.format(id="mine"))
+    broken = user_dir / "broken.yaml"
+    if make == "dangling symlink":
+        broken.symlink_to(tmp_path / "gone.yaml")
+    elif make == "directory":
+        broken.mkdir()
+    else:
+        broken.symlink_to(broken)
+    loaded = load_playbooks(Settings())
+    assert "mine" in loaded.playbooks
+    (error,) = [e for e in loaded.errors if "broken.yaml" in e.path]
+    assert "cannot read" in str(error) or "not a regular file" in str(error)

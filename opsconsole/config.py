@@ -56,6 +56,23 @@ class Settings:
 
 
 _TYPES = {f.name: f.type for f in fields(Settings)}
+
+# Settings in seconds: (lowest, highest). Below the lowest the TUI spins a core (1e-9 took
+# 95 % CPU); nan and inf are refused too (nan crashed the TUI and busy-looped `status --watch`).
+SECONDS_RANGES = {"refresh": (0.1, 3600.0), "nvml_timeout": (0.1, 120.0)}
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def seconds_setting(key: str, value: Any) -> float:
+    """`value` as seconds within SECONDS_RANGES[key]; ValueError saying the range otherwise."""
+    lowest, highest = SECONDS_RANGES[key]
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not lowest <= number <= highest:
+        raise ValueError(f"must be a number of seconds from {lowest:g} to {highest:g}, got {value!r}")
+    return number
 _LIST_KEYS = {"trusted_playbook_dirs", "extra_kb_dirs", "model_dirs"}
 
 
@@ -76,10 +93,11 @@ def _coerce(path: Path, text: str, key: str, value: Any) -> Any:
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ConfigError(str(path), line, f"`{key}` must be a list of strings", f'e.g. {key} = ["/path"]')
         return tuple(os.path.expanduser(v) for v in value)
-    if key in ("refresh", "nvml_timeout"):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(str(path), line, f"`{key}` must be a positive number of seconds", f"e.g. {key} = 1.0")
-        return float(value)
+    if key in SECONDS_RANGES:
+        try:
+            return seconds_setting(key, value if isinstance(value, (int, float)) else None)
+        except ValueError as exc:
+            raise ConfigError(str(path), line, f"`{key}` {exc}", f"e.g. {key} = {getattr(Settings, key)}") from None
     if key == "readonly":
         if not isinstance(value, bool):
             raise ConfigError(str(path), line, "`readonly` must be true or false")
@@ -98,7 +116,11 @@ def _coerce(path: Path, text: str, key: str, value: Any) -> Any:
 
 
 def _env_bool(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    """A fixed set of words: anything else is refused, never read as false (read-only must not fail open)."""
+    word = value.strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(f"must be one of {', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}, got {value!r}")
 
 
 def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -130,9 +152,9 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         source = str(path)
     env_map = {
         "OPSCONSOLE_PYTHON": ("python", str),
-        "OPSCONSOLE_REFRESH": ("refresh", float),
+        "OPSCONSOLE_REFRESH": ("refresh", lambda v: seconds_setting("refresh", v)),
         "OPSCONSOLE_READONLY": ("readonly", _env_bool),
-        "OPSCONSOLE_NVML_TIMEOUT": ("nvml_timeout", float),
+        "OPSCONSOLE_NVML_TIMEOUT": ("nvml_timeout", lambda v: seconds_setting("nvml_timeout", v)),
         "OPSCONSOLE_TRUSTED_PLAYBOOK_DIRS": ("trusted_playbook_dirs", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
         "OPSCONSOLE_MODEL_DIRS": ("model_dirs", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
     }
@@ -140,6 +162,6 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         if var in environ and environ[var] != "":
             try:
                 values[key] = convert(environ[var])
-            except ValueError:
-                raise ConfigError(var, None, f"bad value {environ[var]!r}", f"{var} must be a {key} value") from None
+            except ValueError as exc:
+                raise ConfigError(var, None, f"bad value {environ[var]!r}: {exc}", f"fix or unset {var}") from None
     return Settings(source=source, **values)

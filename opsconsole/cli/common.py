@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..config import Settings
+from ..config import Settings, seconds_setting
 from ..errors import UsageError
 
 _stdout: Console | None = None
@@ -62,8 +62,11 @@ def add_common_options(parser: argparse.ArgumentParser, suppress_defaults: bool)
 
 def settings_from_args(args: argparse.Namespace, settings: Settings) -> Settings:
     refresh = getattr(args, "refresh", None)
-    if refresh is not None and refresh <= 0:
-        raise UsageError("--refresh must be a positive number of seconds")
+    if refresh is not None:
+        try:
+            refresh = seconds_setting("refresh", refresh)
+        except ValueError as exc:
+            raise UsageError(f"--refresh {exc}") from None
     return settings.with_overrides(
         python=getattr(args, "python", None),
         refresh=refresh,

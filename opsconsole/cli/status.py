@@ -19,7 +19,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..config import Settings
+from ..config import Settings, seconds_setting
 from ..errors import UsageError
 from ..telemetry import open_source
 from ..telemetry.findings import exit_code_for
@@ -49,8 +49,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.list_scenarios:
         return _list_scenarios(args.json)
-    if args.watch is not None and args.watch < 0:
-        raise UsageError("--watch must be a positive number of seconds")
+    if args.watch:  # 0: the bare flag, the refresh setting
+        try:
+            args.watch = seconds_setting("refresh", args.watch)
+        except ValueError as exc:
+            raise UsageError(f"--watch {exc}") from None
     explicit_python = getattr(args, "python", None)
     if explicit_python and not args.no_probe and shutil.which(explicit_python) is None:
         raise UsageError(f"--python {explicit_python}: no such executable interpreter "

@@ -35,6 +35,10 @@ DEFAULT_GRACE_S = 10.0
 POLL_S = 0.1
 
 
+# `runs stop/rm` need the full id or a unique suffix this long (the 4 hex digits of new_run_id)
+MIN_ACTION_SUFFIX = 4
+
+
 class RunManager:
     def __init__(self, settings: Settings | None = None, store: RunStore | None = None) -> None:
         self.settings = settings or Settings()
@@ -138,10 +142,21 @@ class RunManager:
         assert record is not None
         return self._reconcile(record)
 
-    def resolve_id(self, text: str) -> str:
+    def resolve_id(self, text: str, destructive: bool = False) -> str:
+        """The run id `text` names. Viewing takes a unique prefix or part; a destructive command
+        (stop, rm) takes the full id or a unique suffix of at least 4 characters (`runs rm e`
+        removed whichever run had an `e` in its id)."""
         ids = self.store.ids()
         if text in ids:
             return text
+        if destructive:
+            matches = [i for i in ids if i.endswith(text)] if len(text) >= MIN_ACTION_SUFFIX else []
+            if len(matches) == 1:
+                return matches[0]
+            why = (f"matches {len(matches)} runs ({', '.join(matches[:3])}{' ...' if len(matches) > 3 else ''})"
+                   if matches else "is not a full run id or the last 4+ characters of one")
+            raise UsageError(f"run id {text!r} {why}; stop and rm need the full id or a unique suffix "
+                             f"of at least {MIN_ACTION_SUFFIX} characters (see `opsconsole runs list`)")
         for matches in ([i for i in ids if i.startswith(text)], [i for i in ids if text in i]):
             if len(matches) == 1:
                 return matches[0]
@@ -208,7 +223,7 @@ class RunManager:
     # --- acting -----------------------------------------------------------------------
     def stop(self, run_id: str, grace: float = DEFAULT_GRACE_S) -> RunRecord:
         """SIGTERM the job's process group, SIGKILL after `grace` s; the run ends `stopped`."""
-        record = self.get(run_id)
+        record = self.get(self.resolve_id(run_id, destructive=True))
         if not record.active:
             raise UsageError(f"run {record.id} is not running (status {record.status})")
         run = record.run_dir
@@ -236,7 +251,7 @@ class RunManager:
         return run.read_pids()
 
     def remove(self, run_id: str) -> RunRecord:
-        record = self.get(run_id)
+        record = self.get(self.resolve_id(run_id, destructive=True))
         if record.active:
             raise UsageError(f"run {record.id} is still {record.status}; stop it first (`opsconsole runs stop {record.id}`)")
         shutil.rmtree(record.dir, ignore_errors=True)

@@ -127,6 +127,25 @@ def test_logs_follow_attach_stop_and_rm(capsys: pytest.CaptureFixture[str]) -> N
     assert [r["id"] for r in listed] == [run_id]
 
 
+def test_destructive_commands_need_a_full_id_or_a_unique_suffix(capsys: pytest.CaptureFixture[str]) -> None:
+    """`runs rm e` deleted whichever run had an `e` in its id."""
+    ids = []
+    for _ in range(2):
+        assert main(["run", "selftest", "--lines", "1"]) == 0
+        ids.append(capsys.readouterr().out.strip())
+    for run_id in ids:
+        RunManager().wait(run_id, timeout=30)
+    for vague in ("e", "selftest", ids[0][:15], ids[0][-3:]):  # a part, a prefix, a 3-character suffix
+        assert main(["runs", "rm", vague]) == 3, vague
+        assert "full id or a unique suffix of at least 4 characters" in capsys.readouterr().err
+    assert sorted(r.id for r in RunManager().list()) == sorted(ids)  # nothing removed
+    assert main(["runs", "show", ids[0][:15]]) in (0, 3)  # viewing still takes a prefix (or says ambiguous)
+    capsys.readouterr()
+    assert main(["runs", "rm", ids[0][-4:]]) == 0
+    assert capsys.readouterr().out.strip() == f"removed {ids[0]}"
+    assert [r.id for r in RunManager().list()] == [ids[1]]
+
+
 def test_readonly_refuses_run_stop_and_rm(capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["--readonly", "run", "selftest"]) == 3

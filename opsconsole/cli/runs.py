@@ -215,7 +215,12 @@ def _print_result(result: dict[str, Any]) -> None:
                     + (f" → `opsconsole playbook run {diag['playbook']}`" if diag.get("playbook") else ""),
                     markup=False, soft_wrap=True)
         for ev in (diag.get("evidence") or [])[:3]:
-            out().print(f"      line {ev.get('line')}: {ev.get('text')}", markup=False, soft_wrap=True)
+            where = f"line {ev.get('line')}" if ev.get("line") else f"from the {diag.get('source') or 'job'}"
+            out().print(f"      {where}: {ev.get('text')}", markup=False, soft_wrap=True)
+    if result.get("diagnosis_pending"):
+        out().print("  diagnosis: still running (the GPU is already free)", markup=False, soft_wrap=True)
+    if result.get("diagnosis_skipped"):
+        out().print(f"  diagnosis skipped: {result['diagnosis_skipped']}", markup=False, soft_wrap=True)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

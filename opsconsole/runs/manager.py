@@ -179,14 +179,17 @@ class RunManager:
             record = self.get(run_id)
             if record.status in FINAL_STATUSES:
                 result = record.run_dir.read_result()
-                if result is not None:
+                if result is None:
+                    # final in the registry but no readable result (written before the registry update, so
+                    # it is gone or damaged, not half-written): answer from the registry instead of waiting forever
+                    why = "is missing" if not record.run_dir.path.exists() else "has no readable result.json"
+                    return {"id": record.id, "kind": record.kind, "status": record.status,
+                            "exit_code": record.exit_code, "signal": record.signal, "metrics": record.metrics,
+                            "artifacts": [], "diagnoses": [], "error": f"run directory {record.dir} {why}"}
+                # final (the GPU is free already) with the diagnosis still running: wait for it while
+                # its supervisor lives (it gives the diagnosis 30 s at most)
+                if not (result.get("diagnosis_pending") and is_alive(record.supervisor_pid, record.supervisor_started)):
                     return result
-                # final in the registry but no readable result (written before the registry update, so
-                # it is gone or damaged, not half-written): answer from the registry instead of waiting forever
-                why = "is missing" if not record.run_dir.path.exists() else "has no readable result.json"
-                return {"id": record.id, "kind": record.kind, "status": record.status,
-                        "exit_code": record.exit_code, "signal": record.signal, "metrics": record.metrics,
-                        "artifacts": [], "diagnoses": [], "error": f"run directory {record.dir} {why}"}
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {record.status} after {timeout} s")
             time.sleep(POLL_S)

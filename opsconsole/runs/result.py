@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal as signal_module
+import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from .rundir import RunDir
 
 TOP_DIAGNOSES = 3
 DIAGNOSE_MAX_BYTES = 8 * 1024 * 1024  # diagnose the last 8 MiB of a huge log (tracebacks are at the end)
+NOTE_PREFIX = "[opsconsole] "         # our lines in output.log: shown to the user, never diagnosed
+VMSTAT = Path("/proc/vmstat")
+OOM_ENTRY = "cpu-ram-oom-killed"
 
 
 @dataclass
@@ -83,18 +88,49 @@ def signal_name(number: int | None) -> str | None:
         return f"SIG{number}"
 
 
-def crash_note(signal: int | None, exit_code: int | None) -> str:
-    """A line the supervisor appends to output.log when a job ends without a finish event."""
+def oom_kill_count(path: Path = VMSTAT) -> int | None:
+    """OOM kills since boot, host-wide (`oom_kill` in /proc/vmstat, Linux >= 4.13; memcg kills
+    count too). None where the kernel does not say."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def crash_note(signal: int | None, exit_code: int | None, oom_kills: int | None = None) -> str:
+    """Lines the supervisor appends to output.log when a job ends without a finish event.
+    `oom_kills`: OOM kills the kernel counted during the run (None: unknown)."""
     if signal == signal_module.SIGKILL:
-        return ("[opsconsole] the job was ended by signal 9 (SIGKILL) before it finished, and nobody asked it to stop.\n"
-                "[opsconsole] the usual sender is the kernel oom-killer (host RAM exhausted): "
-                "check `dmesg | grep -i -E 'oom|killed process'`.")
+        first = f"{NOTE_PREFIX}the job was ended by signal 9 (SIGKILL) before it finished, and nobody asked it to stop."
+        if oom_kills is None:
+            second = ("the kernel OOM killer (host RAM exhausted) is a common sender; this kernel does not count OOM "
+                      "kills: check `dmesg | grep -i -E 'oom|killed process'`.")
+        elif oom_kills > 0:
+            second = (f"the kernel OOM killer killed {oom_kills} process(es) on this host during the run "
+                      "(oom_kill in /proc/vmstat): host RAM ran out.")
+        else:
+            second = ("the kernel counted no OOM kill during the run (oom_kill in /proc/vmstat unchanged): the "
+                      "SIGKILL came from a user, a scheduler or a watchdog, not from running out of RAM.")
+        return f"{first}\n{NOTE_PREFIX}{second}"
     if signal is not None:
-        return f"[opsconsole] the job was ended by signal {signal} ({signal_name(signal)}) before it finished."
-    return f"[opsconsole] the job exited with code {exit_code} without reporting a finish event."
+        return f"{NOTE_PREFIX}the job was ended by signal {signal} ({signal_name(signal)}) before it finished."
+    return f"{NOTE_PREFIX}the job exited with code {exit_code} without reporting a finish event."
 
 
-def diagnose(run: RunDir, finish: dict[str, Any] | None, top: int = TOP_DIAGNOSES) -> tuple[list[dict[str, Any]], str | None]:
+def _without_our_notes(lines: Iterable[str]) -> Iterator[str]:
+    """The job's own lines; ours (crash notes such as "the usual sender is the kernel
+    oom-killer") become blank, so a `kill -9` is not diagnosed as OOM from our hint and
+    evidence line numbers still match the log."""
+    for line in lines:
+        yield "" if line.startswith(NOTE_PREFIX) else line
+
+
+def diagnose(run: RunDir, finish: dict[str, Any] | None, top: int = TOP_DIAGNOSES,
+             kernel_oom: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Top KB diagnoses of the run's log (+ the KB entry the job itself named). Never raises.
 
     Returns (diagnoses, error): error says why diagnosis was skipped, else None.
@@ -105,26 +141,31 @@ def diagnose(run: RunDir, finish: dict[str, Any] | None, top: int = TOP_DIAGNOSE
         return [], f"KB not available: {exc}"
     try:
         kb = load_kb()
-        source: Any = run.log
-        if run.log.stat().st_size > DIAGNOSE_MAX_BYTES:
-            with open(run.log, "rb") as fh:
-                fh.seek(-DIAGNOSE_MAX_BYTES, os.SEEK_END)
-                source = fh.read().decode("utf-8", "replace").splitlines()[1:]
-        diagnoses = [d.to_dict() for d in match_log(source, kb=kb, top=top).matches]
-        named = (finish or {}).get("kb")
-        if named and named not in {d["id"] for d in diagnoses}:
-            entry = kb.get(named)
-            if entry is not None:
+        with open(run.log, encoding="utf-8", errors="replace") as fh:
+            if os.fstat(fh.fileno()).st_size > DIAGNOSE_MAX_BYTES:
+                fh.buffer.seek(-DIAGNOSE_MAX_BYTES, os.SEEK_END)
+                fh.readline()  # the first, partial line
+            diagnoses = [d.to_dict() for d in match_log(_without_our_notes(fh), kb=kb, top=top).matches]
+        named = [(name, source, text) for name, source, text in (
+            ((finish or {}).get("kb"), "job", str((finish or {}).get("error", ""))),
+            (OOM_ENTRY if kernel_oom else None, "kernel", kernel_oom or ""))
+            if name]
+        for name, source, text in named:
+            entry = kb.get(name)
+            if entry is not None and name not in {d["id"] for d in diagnoses}:
                 diagnoses.insert(0, {"id": entry.id, "category": entry.category, "title": entry.title,
-                                     "score": 1.0, "playbook": entry.playbook, "source": "job",
-                                     "evidence": [{"line": 0, "text": str((finish or {}).get("error", ""))}]})
+                                     "score": 1.0, "playbook": entry.playbook, "source": source,
+                                     "evidence": [{"line": 0, "text": text}]})
         return diagnoses[:top], None
     except Exception as exc:  # a KB bug must not lose the run's result
         return [], f"diagnosis failed: {type(exc).__name__}: {exc}"
 
 
 def build_result(run: RunDir, exit_code: int | None, signal: int | None, *,
-                 ended_at: float | None = None, note: str | None = None) -> dict[str, Any]:
+                 ended_at: float | None = None, note: str | None = None, diagnose_now: bool = True,
+                 oom_kills: int | None = None) -> dict[str, Any]:
+    """result.json of a finished run. A failed or crashed run is diagnosed with the KB unless
+    `diagnose_now` is False: then it carries `diagnosis_pending` and `add_diagnoses` follows."""
     cmd = run.read_cmd() or {}
     events = read_job_events(run.events)
     status = decide_status(events.finish, exit_code, signal, run.stop_requested())
@@ -150,11 +191,45 @@ def build_result(run: RunDir, exit_code: int | None, signal: int | None, *,
         "ended_at": ended,
         "duration_s": round(ended - started, 3) if isinstance(started, (int, float)) else None,
     }
-    if status in ("failed", "crashed"):
-        result["diagnoses"], skipped = diagnose(run, events.finish)
-        if skipped:
-            result["diagnosis_skipped"] = skipped
-    return redact_tree(result)  # errors and evidence quote the log, which may print secrets
+    if status not in ("failed", "crashed"):
+        return redact_tree(result)  # errors and evidence quote the log, which may print secrets
+    if not diagnose_now:
+        return redact_tree({**result, "diagnosis_pending": True})
+    return add_diagnoses(run, result, oom_kills, events.finish)
+
+
+def add_diagnoses(run: RunDir, result: dict[str, Any], oom_kills: int | None = None,
+                  finish: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`result` with the KB's diagnoses of the run's log; `oom_kills` > 0 after a SIGKILL puts
+    the kernel's OOM evidence first."""
+    kernel_oom = None
+    if result.get("signal") == signal_module.SIGKILL and oom_kills:
+        kernel_oom = f"the kernel OOM killer killed {oom_kills} process(es) during the run (oom_kill in /proc/vmstat)"
+    if finish is None:
+        finish = read_job_events(run.events).finish
+    diagnoses, skipped = diagnose(run, finish, kernel_oom=kernel_oom)
+    out = {key: value for key, value in result.items() if key != "diagnosis_pending"}
+    out["diagnoses"] = diagnoses
+    if skipped:
+        out["diagnosis_skipped"] = skipped
+    return redact_tree(out)
+
+
+def diagnose_within(run: RunDir, result: dict[str, Any], limit_s: float, oom_kills: int | None = None) -> dict[str, Any]:
+    """add_diagnoses, given at most `limit_s` seconds (a pathological log or KB regex must not
+    keep the supervisor alive): past it, the result says the diagnosis was skipped and why."""
+    done: dict[str, dict[str, Any]] = {}
+    worker = threading.Thread(target=lambda: done.setdefault("result", add_diagnoses(run, result, oom_kills)),
+                              name="diagnosis", daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    if "result" in done:
+        return done["result"]
+    out = {key: value for key, value in result.items() if key != "diagnosis_pending"}
+    out["diagnosis_skipped"] = (f"the diagnosis took longer than {limit_s:g} s and was stopped; "
+                                f"run `opsconsole diagnose {run.log}` to try it without a limit")
+    return out
+
 
 
 def _dedupe(artifacts: list[dict[str, Any]], run: RunDir) -> list[dict[str, Any]]:

@@ -19,9 +19,11 @@ import traceback
 from pathlib import Path
 
 from .procs import descendants, signal_group, start_time
-from .result import build_result, crash_note
+from .result import build_result, crash_note, diagnose_within, oom_kill_count
 from .rundir import RunDir, write_json_atomic
 from .store import RunStore
+
+DIAGNOSIS_LIMIT_S = 30.0  # the post-mortem diagnosis of a failed run; a normal one takes < 1 s
 
 
 def become_subreaper() -> bool:
@@ -60,6 +62,7 @@ class Supervisor:
     def __init__(self, run: RunDir, argv: list[str], store: RunStore) -> None:
         self.run, self.argv, self.store = run, argv, store
         self.proc: subprocess.Popen[bytes] | None = None
+        self.oom_kills_at_start = oom_kill_count()  # a SIGKILL is blamed on OOM only if this count rises
 
     def _forward_stop(self, signum: int, frame: object) -> None:
         """SIGTERM/SIGINT to the supervisor (shutdown, `kill`) stops the job the same way `runs stop` does."""
@@ -101,16 +104,23 @@ class Supervisor:
         return self.finish(exit_code=returncode, sig=None)
 
     def finish(self, exit_code: int | None, sig: int | None) -> int:
+        """result.json and the registry first (that releases the run's GPU), then the post-mortem
+        diagnosis within DIAGNOSIS_LIMIT_S, written into result.json when it is ready."""
         from .result import read_job_events
 
+        now = oom_kill_count()
+        oom_kills = now - self.oom_kills_at_start if now is not None and self.oom_kills_at_start is not None else None
         note = None
         if read_job_events(self.run.events).finish is None and not self.run.stop_requested():
-            note = crash_note(sig, exit_code)
+            note = crash_note(sig, exit_code, oom_kills)
             self._append_log(note)
-        result = build_result(self.run, exit_code, sig, note=note.splitlines()[0] if note else None)
+        result = build_result(self.run, exit_code, sig, note=note.splitlines()[0] if note else None,
+                              diagnose_now=False)
         write_json_atomic(self.run.result, result)
         self.store.update(self.run.id, status=result["status"], ended_at=result["ended_at"], exit_code=exit_code,
                           signal=sig, metrics=result["metrics"])
+        if result.get("diagnosis_pending"):
+            write_json_atomic(self.run.result, diagnose_within(self.run, result, DIAGNOSIS_LIMIT_S, oom_kills))
         return 0
 
     def _append_log(self, line: str) -> None:

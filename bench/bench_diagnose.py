@@ -140,6 +140,14 @@ def run(quick: bool = False) -> list[dict]:
                 [grep, "-E", "-c", "-f", str(pattern_file), str(log)], capture_output=True))
             rows.append(_row(f"grep -E -f ({len(patterns)} patterns, {skipped} not ERE)", mb / grep_s, "MB/s"))
             rows.append(_row("diagnose time vs grep", ours, "s", baseline=grep_s, goal="ratio <= 3"))
+        # pathological input: a KB literal followed by long runs that a backtracking regex chews on
+        # (`libbitsandbytes_cuda` + 4000 zeros took 20 s per MB before the regex lint); baseline: a
+        # plain log of the same size and line length
+        hostile = ("libbitsandbytes_cuda" + "0" * 4000 + "\n") * (8 * MB // 4021)
+        plain = ("step 1 loss 0.5 " + "x" * 4004 + "\n") * (8 * MB // 4021)
+        plain_s = _best_of(1, lambda: match_log(plain, kb=kb))
+        rows.append(_row("diagnose 8 MB hostile log vs plain", _best_of(1, lambda: match_log(hostile, kb=kb)), "s",
+                         baseline=plain_s, goal="ratio <= 3"))
         huge = Path(tmp) / "huge.log"
         write_log(huge, big)
         rows.append(_row(f"peak RSS diagnosing {big // MB} MB", peak_rss_mb(huge), "MB", goal="< 200"))

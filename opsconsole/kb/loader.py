@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..paths import bundled_dir, config_dir
 from ..userfiles import ALIAS_REFUSED, first_alias_line, read_user_text
 from .literals import MIN_LITERAL, required_literals
+from .regex_lint import regex_risk
 from .model import AREAS, CATEGORIES, KbEntry, KbPattern, KnowledgeBase
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 5x faster
@@ -81,6 +82,10 @@ def _compile(where: str, line: int | None, source: Any, what: str) -> tuple[re.P
     except re.error as exc:
         raise ConfigError(where, line, f"{what} {source!r} does not compile ({exc})",
                           "fix the regex; in YAML use single quotes so backslashes stay as written") from None
+    risk = regex_risk(source)
+    if risk:
+        raise ConfigError(where, line, f"{what} {source!r} may backtrack catastrophically: {risk}",
+                          "make each repeat match characters its neighbours cannot (\\d\\w* for \\d+\\w*)")
     literals = required_literals(source)
     if literals is None:
         raise ConfigError(where, line, f"{what} {source!r} has no literal text of {MIN_LITERAL}+ characters",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 import tarfile
 import time
@@ -172,20 +173,51 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def write_bundle(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write report.json + report.md in a private folder under out_dir, and a .tar.gz of both."""
+    """Write report.json + report.md in a new private folder under out_dir, and a .tar.gz of both.
+
+    out_dir may be shared (/tmp): the folder is created exclusively with an unpredictable
+    suffix (mkdtemp: 0700, ours), every file with O_EXCL|O_NOFOLLOW, so a planted symlink or a
+    folder pre-created by someone else is never written through. A failure removes what was
+    written: no half bundle is left behind.
+    """
     import json
+    import shutil
+    import tempfile
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["generated_at"]))
-    name = f"opsconsole-report-{report['host']['hostname'] or 'host'}-{stamp}"
-    folder = out_dir / name
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    paths = {"json": folder / "report.json", "markdown": folder / "report.md", "tar": out_dir / f"{name}.tar.gz"}
-    for key, text in (("json", json.dumps(report, indent=2, default=str) + "\n"), ("markdown", to_markdown(report))):
-        fd = os.open(paths[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    fd = os.open(paths["tar"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        for key in ("json", "markdown"):
-            tar.add(paths[key], arcname=f"{name}/{paths[key].name}")
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", str(report["host"]["hostname"] or "host"))
+    folder = Path(tempfile.mkdtemp(prefix=f"opsconsole-report-{host}-{stamp}-", dir=out_dir))
+    paths = {"json": folder / "report.json", "markdown": folder / "report.md", "tar": out_dir / f"{folder.name}.tar.gz"}
+    texts = {"json": json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n", "markdown": to_markdown(report)}
+    try:
+        for key, text in texts.items():
+            with _create_private(paths[key]) as fh:
+                fh.write(printable_utf8(text).encode("utf-8"))
+        with _create_private(paths["tar"]) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for key in ("json", "markdown"):
+                tar.add(paths[key], arcname=f"{folder.name}/{paths[key].name}")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        if paths["tar"].is_file() and not paths["tar"].is_symlink():
+            paths["tar"].unlink(missing_ok=True)
+        raise
     return paths
+
+
+def _create_private(path: Path):
+    """A new file (never an existing one, never through a symlink), mode 0600, for writing bytes."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb")
+
+
+def printable_utf8(text: str) -> str:
+    """`text` with undecodable bytes (argv or logs held as surrogate escapes, e.g. `$'\\xff'`)
+    as U+FFFD: they made every later report fail with UnicodeEncodeError."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if _has_surrogates(text) else text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True

@@ -11,7 +11,6 @@ Two guards, shared by both loaders so neither can forget one:
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 

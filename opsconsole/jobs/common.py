@@ -33,10 +33,32 @@ class JobError(Exception):
         self.kb = kb
 
 
+def check_range(flag: str, value: float | None, least: float, most: float, why: str = "") -> None:
+    """JobError exit 3 unless least <= value <= most (nan refused); None passes (the default
+    applies). Every numeric flag has an upper bound: `--batch 100000` or `--lines 1e19` must be
+    refused with the limit, not tried."""
+    if value is not None and not least <= value <= most:
+        raise JobError(f"{flag} {value}: must be {_number(least)} to {_number(most)}{why}", exit_code=3)
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def check_image_side(flag: str, value: int | None) -> None:
+    """An image side: a multiple of 8 (the VAE downsamples by 8) from 8 to MAX_IMAGE_SIDE."""
+    check_range(flag, value, 8, MAX_IMAGE_SIDE, " pixels")
+    if value is not None and value % 8:
+        raise JobError(f"{flag} {value}: must be a multiple of 8 (the VAE works on 8x8 blocks)", exit_code=3)
+
+
+MAX_IMAGE_SIDE = 4096  # SDXL's native side is 1024; 4096 already needs ~40 GB for the VAE decode
+
+
 def add_common_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="0 to 2**32-1")
     parser.add_argument("--model", default="tiny", help="tiny | a local path | a Hugging Face id in the local cache")
     parser.add_argument("--weights", default="pretrained", choices=["pretrained", "random"],
                         help="random: build the named architecture with random weights (speed/memory measurement)")

@@ -13,9 +13,10 @@ import argparse
 import time
 from typing import Any
 
-from .common import (JobContext, JobError, Timer, add_common_job_options, dtype_name, peak_memory,
+from .common import (JobContext, JobError, Timer, add_common_job_options, check_range, dtype_name, peak_memory,
                      reset_peak_memory, resolve_dtype, resolve_device, seed_everything, synchronize)
-from .gemma_model import ATTN_CHOICES, QUANT_CHOICES, load_model, load_tokenizer, resolve_source, validate_backends
+from .gemma_model import (ATTN_CHOICES, QUANT_CHOICES, check_tokens, load_model, load_tokenizer, resolve_source,
+                          validate_backends)
 from .graph_replay import ReplayWatch, cudagraph_skips, replay_verdict
 
 DEFAULT_PROMPTS = (
@@ -46,11 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     """Cheap flag checks (no torch): JobError exit 3."""
-    if args.turns < 1:
-        raise JobError(f"--turns {args.turns}: must be at least 1", exit_code=3)
-    if args.max_new_tokens < 1:
-        raise JobError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1", exit_code=3)
-    resolve_source(args.model)
+    check_range("--turns", args.turns, 1, 100)
+    source = resolve_source(args.model)
+    # every turn's answer stays in the history the next turn re-feeds: all of them must fit
+    check_tokens("--max-new-tokens x --turns", args.max_new_tokens * args.turns, source)
     validate_backends(args.attn, args.quant)
 
 

@@ -17,8 +17,8 @@ import json
 import warnings
 from typing import Any
 
-from .common import JobContext, JobError, add_common_job_options, resolve_dtype, seed_everything
-from .gemma_model import ATTN_CHOICES, load_model, load_tokenizer, resolve_source, validate_backends
+from .common import JobContext, JobError, add_common_job_options, check_range, resolve_dtype, seed_everything
+from .gemma_model import ATTN_CHOICES, check_tokens, load_model, load_tokenizer, resolve_source, validate_backends
 from .tiny_gemma import ensure_tiny_gemma, instruction_messages, load_instructions
 from .training import (DistEnv, TrainMonitor, add_trainer_options, barrier, batch_indices, params_checksum,
                        setup_distributed, teardown_distributed, validate_trainer_options, wrap_ddp)
@@ -44,12 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 def validate(args: argparse.Namespace) -> None:
     """Cheap flag checks (no torch): JobError exit 3."""
     validate_trainer_options(args)
-    if args.rank < 1:
-        raise JobError(f"--rank {args.rank}: must be at least 1", exit_code=3)
+    check_range("--rank", args.rank, 1, 256)
     if args.seq_len < 16:
         raise JobError(f"--seq-len {args.seq_len}: must be at least 16 (the chat template alone takes ~10)",
                        exit_code=3)
-    resolve_source(args.model)
+    source = resolve_source(args.model)
+    check_tokens("--seq-len", args.seq_len, source)
+    check_tokens("--max-new-tokens", args.max_new_tokens, source)
     validate_backends(args.attn, "none")
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .common import JobError
-from .tiny_gemma import ARCHITECTURES, CONFIGS_DIR, ensure_tiny_gemma
+from .common import JobError, check_range
+from .tiny_gemma import ARCHITECTURES, CONFIGS_DIR, TINY_CONFIG, ensure_tiny_gemma
 
 ATTN_CHOICES = ("eager", "sdpa", "flash_attention_2", "flex_attention")
 QUANT_CHOICES = ("none", "int8", "int4")
@@ -46,6 +46,33 @@ def resolve_source(spec: str) -> GemmaSource:
                            "weights) or a config .json with --weights random", exit_code=3, kb="model-load-failure")
         return GemmaSource("path", ref.load_from, spec)
     return GemmaSource("cache", ref.load_from, spec)
+
+
+def max_positions(source: GemmaSource) -> int | None:
+    """The model's `max_position_embeddings` read from its config.json (no torch), None if unknown."""
+    import json
+
+    if source.kind == "tiny":
+        return int(TINY_CONFIG["max_position_embeddings"])
+    path = Path(source.location)
+    config = path if path.suffix == ".json" else path / "config.json"
+    try:
+        with open(config, encoding="utf-8") as fh:
+            data = json.load(fh)
+        value = data.get("max_position_embeddings") or (data.get("text_config") or {}).get("max_position_embeddings")
+        return int(value) if value else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def check_tokens(flag: str, value: int, source: GemmaSource, used: int = 0) -> None:
+    """`value` tokens (plus `used` already in the context) must fit the model's positions."""
+    limit = max_positions(source)
+    if limit is None:
+        check_range(flag, value, 1, 131_072)
+        return
+    check_range(flag, value, 1, limit - used, f" (the model's max_position_embeddings is {limit}"
+                + (f", {used} taken by the prompt" if used else "") + ")")
 
 
 def validate_backends(attn: str, quant: str) -> None:

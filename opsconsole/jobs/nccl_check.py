@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from .common import JobContext, JobError
+from .common import JobContext, JobError, check_range
 from .training import DistEnv, all_reduce_sum, setup_distributed, teardown_distributed
 
 MB = 1 << 20
@@ -70,13 +70,9 @@ def validate(args: argparse.Namespace) -> None:
     if max(low, high) > MAX_MESSAGE:
         raise JobError(f"message size {size_label(max(low, high))}: at most {size_label(MAX_MESSAGE)} "
                        "(nccl-tests' usual top size; more only fills memory)", exit_code=3)
-    cpus = os.cpu_count() or 1
-    limits = {"iters": (1, MAX_ITERS, ""), "warmup": (0, MAX_WARMUP, ""),
-              "nproc": (1, cpus, f" (this machine's CPUs; one process per GPU needs no more)")}
-    for flag, (least, most, why) in limits.items():
-        value = getattr(args, flag)
-        if value is not None and not least <= value <= most:
-            raise JobError(f"--{flag} {value}: must be {least} to {most}{why}", exit_code=3)
+    check_range("--iters", args.iters, 1, MAX_ITERS)
+    check_range("--warmup", args.warmup, 0, MAX_WARMUP)
+    check_range("--nproc", args.nproc, 1, os.cpu_count() or 1, " (this machine's CPUs; one process per GPU needs no more)")
 
 
 def message_sizes(min_size: int, max_size: int) -> list[int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import JobContext, JobError, Timer, add_common_job_options
+from .common import JobContext, JobError, Timer, add_common_job_options, check_range
 from .sd_data import CLASS_PROMPT, INSTANCE_PROMPT, ShapeSample, instance_dataset
 from .sd_training import LR_HELP, SdLoraTrainer, add_sd_trainer_options, finish_training, make_trainer, run_steps, \
     sample_batches, validate_sd_trainer_options
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     validate_sd_trainer_options(args)
-    if args.num_instance_images < 1 or args.num_class_images < 1 or args.class_steps < 1:
-        raise JobError("--num-instance-images, --num-class-images and --class-steps must be at least 1", exit_code=3)
+    check_range("--num-instance-images", args.num_instance_images, 1, 10_000)
+    check_range("--num-class-images", args.num_class_images, 1, 10_000)
+    check_range("--class-steps", args.class_steps, 1, 1000)
     if args.prior_loss_weight < 0:
         raise JobError(f"--prior-loss-weight {args.prior_loss_weight}: must be >= 0", exit_code=3)
 

@@ -14,8 +14,8 @@ import math
 import time
 from typing import Any
 
-from .common import (JobContext, JobError, Timer, add_common_job_options, dtype_name, peak_memory, reset_peak_memory,
-                     resolve_device, resolve_dtype, seed_everything, synchronize)
+from .common import (JobContext, JobError, Timer, add_common_job_options, check_image_side, check_range, dtype_name,
+                     peak_memory, reset_peak_memory, resolve_device, resolve_dtype, seed_everything, synchronize)
 from .sd_images import BLACK_KB, check_image_file, image_health
 from .sd_pipeline import (ATTN_CHOICES, SCHEDULERS, check_attn_name, check_scheduler_name, keep_vae_fp32,
                           require_packages, set_attention, set_scheduler)
@@ -57,11 +57,12 @@ def validate(args: argparse.Namespace) -> None:
     check_model(args.model, args.weights)
     check_scheduler_name(args.scheduler)
     check_attn_name(args.attn)
-    for flag, value in (("--width", args.width), ("--height", args.height)):
-        if value is not None and (value <= 0 or value % 8):
-            raise JobError(f"{flag} {value}: must be a positive multiple of 8", exit_code=3)
-    if args.steps < 1 or args.batch < 1:
-        raise JobError("--steps and --batch must be at least 1", exit_code=3)
+    check_image_side("--width", args.width)
+    check_image_side("--height", args.height)
+    check_range("--steps", args.steps, 1, 1000)
+    check_range("--batch", args.batch, 1, 64, " images per prompt")
+    check_range("--guidance", args.guidance, 0, 50)
+    check_range("--warmup-steps", args.warmup_steps, 0, 1000)
     if not 0.0 < args.strength <= 1.0:
         raise JobError(f"--strength {args.strength}: must be in (0, 1]", exit_code=3)
     if args.init_image and int(args.steps * args.strength) < 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import JobContext, add_common_job_options
+from .common import JobContext, add_common_job_options, check_range
 from .sd_data import shape_dataset
 from .sd_training import LR_HELP, add_sd_trainer_options, finish_training, make_trainer, run_steps, sample_batches, \
     validate_sd_trainer_options
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate(args: argparse.Namespace) -> None:
     validate_sd_trainer_options(args)
+    check_range("--num-images", args.num_images, 1, 10_000)
 
 
 def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:

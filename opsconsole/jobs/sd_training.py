@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import JobContext, JobError, dtype_name, resolve_dtype, seed_everything
+from .common import JobContext, JobError, check_image_side, check_range, dtype_name, resolve_dtype, seed_everything
 from .sd_pipeline import keep_vae_fp32
 from .tiny_sd import TINY_NAMES, LoadedPipeline, check_model, load_pipeline
 from .training import DistEnv, TrainMonitor, validate_trainer_options, wrap_ddp
@@ -51,10 +51,10 @@ def validate_sd_trainer_options(args: argparse.Namespace) -> None:
     resolve_default_lr(args)
     validate_trainer_options(args)
     check_model(args.model, args.weights)
-    if args.resolution is not None and (args.resolution <= 0 or args.resolution % 8):
-        raise JobError(f"--resolution {args.resolution}: must be a positive multiple of 8", exit_code=3)
-    if args.grad_accum < 1 or args.rank < 1:
-        raise JobError("--grad-accum and --rank must be at least 1", exit_code=3)
+    check_image_side("--resolution", args.resolution)
+    check_range("--grad-accum", args.grad_accum, 1, 1024)
+    check_range("--rank", args.rank, 1, 256)
+    check_range("--sample-steps", args.sample_steps, 1, 1000)
     if args.optim not in ("adamw", "adamw8bit"):
         raise JobError(f"unknown --optim {args.optim!r}; choose adamw or adamw8bit", exit_code=3)
 

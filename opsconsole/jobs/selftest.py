@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from .common import JobContext, JobError, add_common_job_options
+from .common import JobContext, JobError, add_common_job_options, check_range
 
 FLOOD_LINES = 1_000_000
 
@@ -49,14 +49,9 @@ def validate(args: argparse.Namespace) -> None:
     """Cheap checks before launch (JobError exit 3), including `--model` resolved offline."""
     from .model_source import resolve_model
 
-    if args.lines < 0 or args.interval < 0 or args.sleep < 0:
-        raise JobError("--lines, --interval and --sleep must not be negative", exit_code=3)
-    if args.lines > MAX_LINES:
-        raise JobError(f"--lines {args.lines}: at most {MAX_LINES:,}", exit_code=3)
-    for flag in ("interval", "sleep"):
-        value = getattr(args, flag)
-        if not value <= MAX_SECONDS:  # also refuses nan
-            raise JobError(f"--{flag} {value}: at most {MAX_SECONDS} s", exit_code=3)
+    check_range("--lines", args.lines, 0, MAX_LINES)
+    check_range("--interval", args.interval, 0, MAX_SECONDS, " s")
+    check_range("--sleep", args.sleep, 0, MAX_SECONDS, " s")
     resolve_model(args.model, args.weights)
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .common import JobContext, JobError, dtype_name, peak_memory, reset_peak_memory
+from .common import JobContext, JobError, check_range, dtype_name, peak_memory, reset_peak_memory
 
 KB_FP16_OVERFLOW = "nan-fp16-overflow"
 KB_LR_TOO_HIGH = "nan-lr-too-high"
@@ -47,12 +47,10 @@ def add_trainer_options(parser: argparse.ArgumentParser, *, steps: int = 20, lr:
 
 def validate_trainer_options(args: argparse.Namespace) -> None:
     """Cheap checks of the common trainer flags (no torch); JobError exit 3 on bad input."""
-    if args.steps < 1:
-        raise JobError(f"--steps {args.steps}: must be at least 1", exit_code=3)
-    if args.batch < 1:
-        raise JobError(f"--batch {args.batch}: must be at least 1", exit_code=3)
-    if args.lr is not None and not args.lr > 0:
-        raise JobError(f"--lr {args.lr}: must be > 0", exit_code=3)
+    check_range("--steps", args.steps, 1, 100_000)
+    check_range("--batch", args.batch, 1, 1024, " samples per step")
+    if args.lr is not None and not 0 < args.lr <= 1:
+        raise JobError(f"--lr {args.lr}: must be > 0 and at most 1", exit_code=3)
     if args.inject_nan_at is not None and args.inject_nan_at < 1:
         raise JobError(f"--inject-nan-at {args.inject_nan_at}: steps are numbered from 1", exit_code=3)
 

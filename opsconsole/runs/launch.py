@@ -214,15 +214,17 @@ def child_command(python: str, kind: str, job_argv: list[str], world_size: int) 
 
 def plan_launch(kind: str, job_argv: list[str], python: str | None = None, gpus: int | None = None) -> LaunchPlan:
     """Validate everything the user can get wrong; raise UsageError (exit 3) with one line."""
-    from ..jobs.common import JobError
+    from ..jobs.common import JobError, check_range
     from ..jobs.model_source import resolve_model
 
     module = job_module(kind)
     args = parse_job_args(kind, list(job_argv))
     world_size = 1 if gpus is None else gpus
-    if world_size < 1:
-        raise UsageError(f"--gpus {gpus}: must be 1 or more")
+    cpus = os.cpu_count() or 1
+    if not 1 <= world_size <= cpus:
+        raise UsageError(f"--gpus {gpus}: must be 1 to {cpus} (one process per rank, at most one per CPU)")
     try:
+        check_range("--seed", getattr(args, "seed", None), 0, 2**32 - 1)  # torch and numpy seeds are 32-bit
         validate = getattr(module, "validate", None)
         if validate is not None:  # the job knows its model names (e.g. architecture presets); it resolves itself
             validate(args)

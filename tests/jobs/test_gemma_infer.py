@@ -79,6 +79,11 @@ def test_nan_logits_fail_the_run_with_a_finding(tmp_path: Path, cache: Path, mon
 @pytest.mark.parametrize("argv, flag", [
     (["--turns", "0"], "--turns"),
     (["--max-new-tokens", "0"], "--max-new-tokens"),
+    # bounded by the model (tiny: 512 positions), not only from below: 1e8 was accepted
+    (["--max-new-tokens", "100000000"], "must be 1 to 512 (the model's max_position_embeddings is 512)"),
+    (["--max-new-tokens", "200", "--turns", "3"], "--max-new-tokens x --turns 600: must be 1 to 512"),
+    (["--model", "gemma-2-2b", "--weights", "random", "--max-new-tokens", "9000"], "max_position_embeddings is 8192"),
+    (["--turns", "1000"], "--turns 1000: must be 1 to 100"),
     (["--model", "/no/such/model"], "/no/such/model"),
     (["--model", "someorg/not-cached"], "not in the local Hugging Face cache"),
 ])

@@ -70,6 +70,9 @@ def test_random_weight_base_is_rebuilt_identically_for_the_reload(tmp_path: Path
 @pytest.mark.parametrize("argv, flag", [
     (["--steps", "0"], "--steps"), (["--rank", "0"], "--rank"), (["--seq-len", "4"], "--seq-len"),
     (["--lr", "-1"], "--lr"), (["--inject-nan-at", "0"], "--inject-nan-at"),
+    (["--seq-len", "100000000"], "--seq-len 100000000: must be 1 to 512 (the model's max_position_embeddings"),
+    (["--batch", "100000"], "--batch 100000: must be 1 to 1,024"), (["--steps", "1000000000"], "--steps 1000000000: must be 1 to 100,000"),
+    (["--rank", "100000"], "--rank 100000: must be 1 to 256"), (["--lr", "nan"], "--lr nan"),
 ])
 def test_bad_trainer_flags_are_refused(argv: list[str], flag: str) -> None:
     with pytest.raises(JobError) as info:

@@ -24,7 +24,7 @@ def test_default_gpu_sweep_is_8mb_to_1gb() -> None:
 
 @pytest.mark.parametrize("argv, text", [(["--max-size", "1M"], "below --min-size"), (["--min-size", "lots"], "lots"),
                                         (["--iters", "0"], "--iters"), (["--nproc", "1000"], "--nproc 1000: must be 1 to"),
-                                        (["--nproc", "0"], "--nproc 0"), (["--iters", "100000000"], "must be 1 to 10000"),
+                                        (["--nproc", "0"], "--nproc 0"), (["--iters", "100000000"], "must be 1 to 10,000"),
                                         (["--warmup", "-1"], "--warmup -1"), (["--max-size", "64G"], "at most 8GB")])
 def test_bad_sizes_are_bad_input(argv: list[str], text: str) -> None:
     with pytest.raises(JobError) as info:

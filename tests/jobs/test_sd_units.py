@@ -55,7 +55,13 @@ def test_compile_flag_is_accepted() -> None:
 @pytest.mark.parametrize("argv, words", [
     (["--scheduler", "dpm-fast"], "unknown --scheduler"),
     (["--width", "100"], "multiple of 8"),
-    (["--height", "0"], "multiple of 8"),
+    (["--height", "0"], "--height 0: must be 8 to 4,096 pixels"),
+    # upper bounds (issue #12 item 13: --height 100000 and --batch 100000 were accepted)
+    (["--height", "100000"], "--height 100000: must be 8 to 4,096 pixels"),
+    (["--width", "4104"], "--width 4104: must be 8 to 4,096"),
+    (["--batch", "100000"], "--batch 100000: must be 1 to 64"),
+    (["--steps", "1000000"], "--steps 1000000: must be 1 to 1,000"),
+    (["--guidance", "nan"], "--guidance nan"),
     (["--attn", "flash"], "unknown --attn"),
     (["--mask", "m.png"], "needs --init-image"),
     (["--strength", "1.5"], "--strength"),
@@ -96,10 +102,12 @@ def test_trainer_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     real = sd_lora.build_parser().parse_args(["--model", "sd15", "--weights", "random"])
     sd_lora.validate(real)
     assert real.lr == 1e-4
-    for argv in (["--resolution", "60"], ["--grad-accum", "0"], ["--steps", "0"], ["--inject-nan-at", "0"]):
+    for argv in (["--resolution", "60"], ["--grad-accum", "0"], ["--steps", "0"], ["--inject-nan-at", "0"],
+                 ["--resolution", "8192"], ["--num-images", "10000000"], ["--rank", "4096"],
+                 ["--batch", "100000"], ["--grad-accum", "100000"]):
         with pytest.raises(JobError) as err:
             sd_lora.validate(sd_lora.build_parser().parse_args(argv))
-        assert err.value.exit_code == 3
+        assert err.value.exit_code == 3 and argv[0] in str(err.value)
     with pytest.raises(JobError, match="--num-class-images"):
         sd_dreambooth.validate(sd_dreambooth.build_parser().parse_args(["--num-class-images", "0"]))
 

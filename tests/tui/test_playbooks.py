@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
-
 from opsconsole.tui.screens.confirm import ConfirmDialog
 
 from tui_helpers import screen_text, wait_until

@@ -12,7 +12,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 
-from ..format import duration
 from ..widgets.run_detail import STATUS_STYLE, RunDetail
 from .base import OpsScreen
 from .confirm import ConfirmDialog

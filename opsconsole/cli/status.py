@@ -186,7 +186,8 @@ def _gpu_table(gpus: tuple[GpuSnapshot, ...], width: int) -> Table:
     for g in gpus:
         if g.state not in ("ok", "stale"):
             table.add_row(str(g.index), _short(g.name), *[""] * (len(columns) - 3),
-                          Text(f"{g.state.upper()}: {g.error or ''}", style="bold red"))
+                          Text(f"{g.state.upper()}: {g.error or ''}",
+                               style="dim" if g.state == "not_accessible" else "bold red"))
             continue
         row = [str(g.index), _short(g.name), f"{_num(g.utilization.gpu)}/{_num(g.utilization.memory)}",
                f"{_gib(g.memory.used)}/{_gib(g.memory.total)}",

@@ -94,6 +94,7 @@ class FakeNvml:
         self.system = dict(self.SYSTEM)
         self.init_error = init_error
         self.lost: set[int] = set()
+        self.handle_errors: dict[int, int] = {}  # index -> NVML error code of nvmlDeviceGetHandleByIndex
         self.calls = 0
         self.calls_by_name: dict[str, int] = {}
         self.init_calls = 0
@@ -178,6 +179,8 @@ class FakeNvml:
             self._enter("nvmlDeviceGetHandleByIndex")
             if index in self.lost:
                 raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
+            if index in self.handle_errors:
+                raise pynvml.NVMLError(self.handle_errors[index])
             return FakeHandle(index)
 
         def mig_handle(parent: FakeHandle, i: int) -> FakeHandle:

@@ -36,6 +36,7 @@ FINDING_KB: dict[str, str | None] = {
     "no_driver": "no-nvidia-driver",
     "nvml_not_responding": "gpu-fallen-off-bus",
     "gpu_lost": "gpu-fallen-off-bus",
+    "gpu_not_accessible": None,
     "torch_cpu_only": "torch-cpu-only",
     "torch_arch_mismatch": "no-kernel-image",
     "torch_cuda_too_new": "cuda-driver-too-old",
@@ -240,6 +241,10 @@ def rule_gpu_state(snapshot: Snapshot, ctx: RuleContext) -> Iterable[Finding]:
         if gpu.state == "lost":
             yield _f("gpu_lost", "critical", f"GPU {gpu.index} is lost ({gpu.error or 'GPU is lost'}): "
                      "drain the node and reboot it", gpu.index, [f"{gpu.pci_bus_id or ''} {gpu.error or ''}".strip()])
+        elif gpu.state == "not_accessible":
+            yield _f("gpu_not_accessible", "info", f"GPU {gpu.index} is not accessible to this user (NVML: no "
+                     "permission, e.g. a cgroup or Slurm allocation that is not yours); nothing says it is unwell",
+                     gpu.index, [gpu.error or ""])
 
 
 def rule_nvml(snapshot: Snapshot, ctx: RuleContext) -> Iterable[Finding]:

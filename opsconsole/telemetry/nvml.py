@@ -3,8 +3,10 @@
 - NVML is initialised once and device handles are kept (re-fetched only for a
   GPU whose handle could not be obtained).
 - Every field is read on its own through `_read`: NOT_SUPPORTED, NO_PERMISSION
-  and the like become None. GPU_IS_LOST / UNKNOWN mark that GPU "lost"; the
-  others keep working. No driver, missing library or a driver/library mismatch
+  and the like become None. GPU_IS_LOST marks that GPU "lost"; the others keep
+  working. UNKNOWN from one field is not enough: the GPU is lost only when a canary
+  read on the same handle (UUID, then temperature) fails too. A handle refused with
+  NO_PERMISSION (cgroup/Slurm-restricted nodes) is "not_accessible", not lost. No driver, missing library or a driver/library mismatch
   become an NvmlState, never an exception.
 - Slow-changing fields (identity, thresholds, ECC, max clocks, PCIe max, modes)
   are cached for SLOW_TTL_S; the per-sample cost is the fast fields only.
@@ -36,10 +38,11 @@ HANDLE_RETRY_S = 10.0    # how often to retry a GPU whose handle could not be ob
 KERNEL_POLL_S = 2.0      # kernel log (XID lines) poll interval
 EVENT_WAIT_MS = 200      # NVML event wait slice: bounds how long close() waits for the watcher
 
-# Errors that mean "this GPU is gone" (nvml.h: GPU_IS_LOST; UNKNOWN is what a
-# wedged/fallen-off GPU often returns; RESET_REQUIRED needs a reset to come back).
-_LOST = {pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN, pynvml.NVML_ERROR_RESET_REQUIRED,
-         getattr(pynvml, "NVML_ERROR_GPU_NOT_FOUND", 28)}
+# Errors that mean "this GPU is gone" (nvml.h: GPU_IS_LOST; RESET_REQUIRED needs a reset to come back).
+_LOST = {pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED, getattr(pynvml, "NVML_ERROR_GPU_NOT_FOUND", 28)}
+# UNKNOWN is what a wedged/fallen-off GPU often returns, but also what one field of a healthy
+# GPU returns on some drivers: it is only a suspicion, settled by the canary reads.
+_SUSPECT = {pynvml.NVML_ERROR_UNKNOWN}
 # Errors that mean "NVML as a whole is unusable" (driver unloaded or replaced under us).
 _NVML_DOWN = {pynvml.NVML_ERROR_UNINITIALIZED, pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
               pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH, pynvml.NVML_ERROR_LIBRARY_NOT_FOUND}
@@ -49,6 +52,15 @@ _COMPUTE_MODES = {pynvml.NVML_COMPUTEMODE_DEFAULT: "default", pynvml.NVML_COMPUT
 
 class GpuLost(Exception):
     """Raised by `_read` when a GPU stops answering; caught per GPU."""
+
+
+class _Suspicions(threading.local):
+    """Fields that answered UNKNOWN during the current GPU read (None: not inside one)."""
+
+    fields: list[str] | None = None
+
+
+_SUSPICIONS = _Suspicions()
 
 
 class NvmlDown(Exception):
@@ -71,6 +83,8 @@ def _read(fn: Callable[..., Any], *args: Any) -> Any:
         code = getattr(exc, "value", None)
         if code in _LOST:
             raise GpuLost(str(exc)) from None
+        if code in _SUSPECT and _SUSPICIONS.fields is not None:
+            _SUSPICIONS.fields.append(getattr(fn, "__name__", "?").removeprefix("nvmlDevice"))
         if code in _NVML_DOWN:
             raise NvmlDown(exc) from None
         return None
@@ -136,6 +150,7 @@ class _Gpu:
     identity: dict[str, Any] = field(default_factory=dict)
     slow: _Slow = field(default_factory=_Slow)
     handle_retry_at: float = 0.0
+    not_accessible: bool = False   # the handle was refused with NO_PERMISSION
     memory_v2: bool = True
     has_memory_temperature: bool = True
 
@@ -186,7 +201,12 @@ class NvmlCollector:
                 "nvml_version": _decode(_read(pynvml.nvmlSystemGetNVMLVersion)),
                 "cuda_driver_version": _cuda_version(_read(pynvml.nvmlSystemGetCudaDriverVersion)),
             }
-            count = _read(pynvml.nvmlDeviceGetCount) or 0
+            try:
+                count = pynvml.nvmlDeviceGetCount()
+            except pynvml.NVMLError as exc:  # not a field: no count, no GPUs to show
+                if getattr(exc, "value", None) in _NVML_DOWN:
+                    raise NvmlDown(exc) from None
+                raise GpuLost(str(exc)) from None
         except NvmlDown as exc:
             self._shutdown_quietly()
             self._init_state, self._init_retry_at = init_error_state(exc.error, self._pci_devices), now + INIT_RETRY_S
@@ -213,9 +233,13 @@ class NvmlCollector:
 
     def _fetch_handle(self, gpu: _Gpu) -> None:
         try:
-            gpu.handle = _read(pynvml.nvmlDeviceGetHandleByIndex, gpu.index)
-        except GpuLost:
+            gpu.handle = pynvml.nvmlDeviceGetHandleByIndex(gpu.index)
+            gpu.not_accessible = False
+        except pynvml.NVMLError as exc:
             gpu.handle = None
+            gpu.not_accessible = getattr(exc, "value", None) == pynvml.NVML_ERROR_NO_PERMISSION
+            if getattr(exc, "value", None) in _NVML_DOWN:
+                raise NvmlDown(exc) from None
         if gpu.handle is None:
             gpu.handle_retry_at = self._clock() + HANDLE_RETRY_S
             return
@@ -267,16 +291,44 @@ class NvmlCollector:
         if (gpu.handle is None or not gpu.identity) and self._clock() >= gpu.handle_retry_at:
             self._fetch_handle(gpu)
         identity = {"index": gpu.index, **gpu.identity}
+        if gpu.handle is None and gpu.not_accessible:
+            return GpuSnapshot(**identity, state="not_accessible",
+                               error="NVML refused this GPU's handle (NO_PERMISSION): a cgroup or Slurm "
+                                     "allocation hides it from this user")
         if gpu.handle is None:
             return GpuSnapshot(**identity, state="lost", error="NVML could not get a handle for this GPU")
+        _SUSPICIONS.fields = []
         try:
             now = self._clock()
             if now >= gpu.slow.expires:
                 gpu.slow = _Slow(expires=now + SLOW_TTL_S, values=self._slow_fields(gpu.handle))
-            return self._fast_fields(gpu, identity, gpu.slow.values)
+            snapshot = self._fast_fields(gpu, identity, gpu.slow.values)
+            suspects = _SUSPICIONS.fields
         except GpuLost as exc:
             gpu.slow = _Slow()  # re-read everything once it answers again
             return GpuSnapshot(**identity, state="lost", error=f"{exc} (NVML)")
+        finally:
+            _SUSPICIONS.fields = None
+        if suspects and not self._answers(gpu.handle):
+            gpu.slow = _Slow()
+            return GpuSnapshot(**identity, state="lost",
+                               error=f"NVML says Unknown Error for {', '.join(sorted(set(suspects)))} and the "
+                                     "UUID and temperature canary reads fail too")
+        return snapshot
+
+    @staticmethod
+    def _answers(h: Any) -> bool:
+        """The canary: does the GPU answer its UUID or its temperature? Any answer but
+        UNKNOWN / GPU_IS_LOST (a value, NOT_SUPPORTED...) means it is there."""
+        for read in (lambda: pynvml.nvmlDeviceGetUUID(h),
+                     lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)):
+            try:
+                read()
+                return True
+            except pynvml.NVMLError as exc:
+                if getattr(exc, "value", None) not in _LOST | _SUSPECT:
+                    return True
+        return False
 
     @staticmethod
     def _identity(h: Any) -> dict[str, Any]:

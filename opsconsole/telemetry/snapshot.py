@@ -118,7 +118,7 @@ class GpuSnapshot:
     uuid: str | None = None
     pci_bus_id: str | None = None
     compute_capability: str | None = None  # "9.0"
-    state: str = "ok"                      # "ok" | "lost" | "error" | "stale" (NVML not responding: last values)
+    state: str = "ok"                      # "ok" | "lost" | "not_accessible" (NO_PERMISSION) | "error" | "stale"
     error: str | None = None
     memory: MemoryInfo = field(default_factory=MemoryInfo)
     bar1: MemoryInfo = field(default_factory=MemoryInfo)

@@ -46,6 +46,7 @@ def test_finding_ids_and_kb_ids_are_the_team_contract() -> None:
         "thermal_throttle", "temp_near_slowdown", "power_cap", "hw_slowdown", "ecc_uncorrectable", "retired_pages",
         "row_remap_failure", "row_remap_pending", "pcie_degraded", "xid", "vram_pressure", "hidden_process_vram",
         "other_user_vram", "persistence_off", "nvml_driver_mismatch", "no_driver", "nvml_not_responding", "gpu_lost",
+        "gpu_not_accessible",
         "torch_cpu_only", "torch_arch_mismatch", "torch_cuda_too_new", "torch_missing"}
     assert FINDING_KB["row_remap_failure"] == "gpu-row-remap" and FINDING_KB["persistence_off"] is None
 

@@ -82,9 +82,43 @@ def test_old_driver_without_clock_event_api_falls_back_to_throttle_reasons(fake:
     assert collect().gpus[0].throttle_reasons == ("hw_slowdown",)
 
 
-@pytest.mark.parametrize("code", [pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_UNKNOWN])
-def test_lost_gpu_is_marked_and_the_others_keep_working(fake: FakeNvml, code: int) -> None:
+def test_one_unknown_field_on_a_healthy_gpu_is_not_a_lost_gpu(fake: FakeNvml) -> None:
+    """One NVML_ERROR_UNKNOWN marked the whole GPU lost and raised "drain the node and reboot it"."""
+    from opsconsole.telemetry.findings import evaluate
+    from opsconsole.telemetry.snapshot import Snapshot
+
+    fake.fail(1, "nvmlDeviceGetUtilizationRates", pynvml.NVML_ERROR_UNKNOWN)
+    reading = collect()
+    gpu = reading.gpus[1]
+    assert gpu.state == "ok" and gpu.utilization.gpu is None  # the one field is unknown…
+    assert gpu.memory.used == 61 * GIB and gpu.temperature.current == 61  # …the rest is read
+    snapshot = Snapshot(time=0.0, source="nvml", nvml=reading.nvml, gpus=reading.gpus)
+    assert "gpu_lost" not in [f.id for f in evaluate(snapshot)]
+
+
+def test_a_handle_refused_with_no_permission_is_not_accessible_not_lost(fake: FakeNvml) -> None:
+    """cgroup/Slurm-restricted nodes: NO_PERMISSION from nvmlDeviceGetHandleByIndex."""
+    from opsconsole.telemetry.findings import evaluate, exit_code_for
+    from opsconsole.telemetry.snapshot import Snapshot
+
+    fake.handle_errors[2] = pynvml.NVML_ERROR_NO_PERMISSION
+    reading = collect()
+    assert [g.state for g in reading.gpus] == ["ok", "ok", "not_accessible"]
+    findings = evaluate(Snapshot(time=0.0, source="nvml", nvml=reading.nvml, gpus=reading.gpus))
+    assert [(f.id, f.severity) for f in findings if f.gpu == 2] == [("gpu_not_accessible", "info")]
+    assert "gpu_lost" not in [f.id for f in findings]
+    assert exit_code_for([f for f in findings if f.gpu == 2]) == 0
+
+
+@pytest.mark.parametrize("code, canary", [
+    (pynvml.NVML_ERROR_GPU_IS_LOST, None),  # NVML says so: lost at once
+    (pynvml.NVML_ERROR_UNKNOWN, pynvml.NVML_ERROR_UNKNOWN),  # unknown, and the canaries fail too
+])
+def test_lost_gpu_is_marked_and_the_others_keep_working(fake: FakeNvml, code: int, canary: int | None) -> None:
     fake.fail(1, "nvmlDeviceGetUtilizationRates", code)
+    if canary is not None:
+        fake.fail(1, "nvmlDeviceGetUUID", canary)
+        fake.fail(1, "nvmlDeviceGetTemperature", canary)
     reading = collect()
     assert reading.nvml.status == "ok"
     lost = reading.gpus[1]

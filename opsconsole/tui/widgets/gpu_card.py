@@ -27,6 +27,11 @@ if TYPE_CHECKING:  # the telemetry package is imported by the sampling thread, o
 SEVERE_THROTTLE = ("thermal", "hw_", "power_brake")
 
 
+
+def state_style(gpu: GpuSnapshot) -> str:
+    """Lost/error in red; not accessible (hidden by permissions, nothing wrong) dimmed."""
+    return "dim" if gpu.state == "not_accessible" else "bold red"
+
 def short_name(name: str | None) -> str:
     if not name:
         return "GPU"
@@ -201,7 +206,7 @@ class GpuCard(Widget):
         head = Text(f"{gpu.index} ", style="bold")
         head.append(truncate(short_name(gpu.name), 14).ljust(14))
         if gpu.state not in ("ok", "stale"):
-            head.append(f" {gpu.state.upper()}: {gpu.error or ''} ", style="bold red")
+            head.append(f" {gpu.state.upper()}: {gpu.error or ''} ", style=state_style(gpu))
             head.append_text(health_badges(gpu, self.xids, problems_only=True))
             head.truncate(width)
             return head
@@ -231,7 +236,7 @@ class GpuCard(Widget):
     def _render_card(self, gpu: GpuSnapshot, width: int) -> Text:
         lines: list[Text] = []
         if gpu.state not in ("ok", "stale"):
-            lines.append(Text(f"{gpu.state.upper()}: {gpu.error or 'no data'}", style="bold red"))
+            lines.append(Text(f"{gpu.state.upper()}: {gpu.error or 'no data'}", style=state_style(gpu)))
             lines.append(health_badges(gpu, self.xids))
             return Text("\n").join(lines)
         bar_w = max(4, min(20, (width - 24) // 2))

@@ -28,8 +28,13 @@ def _field_scores(query: str, entry: KbEntry) -> dict[str, float]:
     }
 
 
+MAX_QUERY = 200  # characters: a fuzzy score over a 100,000-character query took > 20 s
+
+
 def search_kb(kb: KnowledgeBase, query: str, limit: int = 10, min_score: float = 70.0) -> list[SearchHit]:
-    """Entries ranked by how well `query` matches, best first."""
+    """Entries ranked by how well `query` matches, best first (the query cut at MAX_QUERY:
+    an error message pasted whole is still found by its start)."""
+    query = query[:MAX_QUERY]
     hits = []
     for entry in kb.entries.values():
         scores = _field_scores(query, entry)

@@ -177,6 +177,10 @@ class RunStore:
                              f"(`df -h {self.root}`) and run the command again; no run was lost") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         moved = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}")
+        for n in range(2, 10_000):  # two damaged registries in one second: keep both copies
+            if not any(Path(f"{moved}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+                break
+            moved = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}-{n}")
         try:
             for suffix in ("", "-wal", "-shm"):
                 src = Path(f"{self.path}{suffix}")

@@ -108,3 +108,15 @@ def test_front_matter_parser_raises_only_config_errors(body) -> None:
             parse_entry(Path("fuzz.md"), text, None)
         except ConfigError:
             pass
+
+
+def test_a_huge_search_query_is_cut_not_scored_whole(capsys, monkeypatch) -> None:
+    """`kb search` with a 100,000-character query took > 20 s; the start of a pasted error still finds it."""
+    import opsconsole.kb.search as search
+    from opsconsole.cli import main
+
+    seen = []
+    real = search._field_scores
+    monkeypatch.setattr(search, "_field_scores", lambda q, entry: (seen.append(len(q)), real(q, entry))[1])
+    assert main(["kb", "search", "CUDA out of memory" + " x" * 50_000, "--json"]) in (0, 1)
+    assert seen and max(seen) <= search.MAX_QUERY

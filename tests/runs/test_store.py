@@ -33,6 +33,24 @@ def test_corrupt_registry_is_rebuilt_from_run_dirs(manager: RunManager) -> None:
     assert rebuilt[failed.id].status == "failed" and rebuilt[failed.id].exit_code == 1
 
 
+def test_two_corrupt_registries_in_one_second_keep_both_copies(monkeypatch) -> None:
+    """The second kept-aside copy overwrote the first (same second, same name)."""
+    import time as time_module
+
+    monkeypatch.setattr(time_module, "strftime", lambda fmt, *a: "20261204-120000")
+    db = state_dir() / DB_NAME
+    kept = []
+    for damage in (b"first damaged registry " * 50, b"second damaged registry " * 50):
+        RunStore()  # a healthy registry exists
+        db.write_bytes(damage)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        assert RunStore().recovery_note
+        kept.append(damage)
+    copies = sorted(p.read_bytes() for p in state_dir().glob(f"{DB_NAME}.corrupt-*") if p.suffix != "-wal")
+    assert [c for c in copies if c in kept] == sorted(kept)
+
+
 def test_cli_reports_the_recovery_on_stderr(manager: RunManager) -> None:
     record = manager.launch("selftest", ["--lines", "1"])
     manager.wait(record.id, timeout=30)

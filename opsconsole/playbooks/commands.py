@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..children import run_child
 from ..redact import redact_argv, redact_text
 from .results import ERROR, PASS, SKIP, CheckResult
 
@@ -173,18 +172,16 @@ def run_command(argv: tuple[str, ...], timeout: float, failure_status: str) -> C
     if executable is None:
         return CheckResult(SKIP, f"{argv[0]} is not installed (looked in {SYSTEM_PATH})", evidence)
     evidence["executable"] = executable
-    start = time.monotonic()
-    try:
-        proc = subprocess.run([executable, *argv[1:]], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, errors="replace", env={**os.environ, "PATH": SYSTEM_PATH})
+    try:  # its own process group: a timeout kills the command's children too
+        proc = run_child([executable, *argv[1:]], timeout, env={**os.environ, "PATH": SYSTEM_PATH})
     except FileNotFoundError:
         return CheckResult(SKIP, f"{argv[0]} is not installed", evidence)
     except PermissionError as exc:
         return CheckResult(ERROR, f"cannot run {argv[0]}: {exc}", evidence)
-    except subprocess.TimeoutExpired as exc:
-        evidence["stdout"] = redact_text(_tail(exc.stdout))
-        return CheckResult(ERROR, f"timed out after {timeout:g} s", evidence)
-    evidence.update({"exit_code": proc.returncode, "seconds": round(time.monotonic() - start, 2),
+    if proc.timed_out:
+        evidence["stdout"] = redact_text(_tail(proc.stdout))
+        return CheckResult(ERROR, f"timed out after {timeout:g} s (its process group was killed)", evidence)
+    evidence.update({"exit_code": proc.returncode, "seconds": round(proc.seconds, 2),
                      "stdout": redact_text(_tail(proc.stdout)), "stderr": redact_text(_tail(proc.stderr))})
     first = next((line for line in (proc.stdout or proc.stderr).splitlines() if line.strip()), "")
     if proc.returncode == 0:

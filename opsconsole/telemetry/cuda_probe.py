@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from ..children import run_child
 from ..redact import REDACTED, is_secret_name, redact_text
 from .cuda_arch import all_supported
 from .snapshot import CudaDevice, CudaEnv, LibraryInfo
@@ -90,14 +90,13 @@ def probe_cuda_env(python: str | None = None, timeout: float = 30.0, refresh: bo
     with _cache_lock:
         if not refresh and key in _cache:
             return _cache[key]
-    try:
-        proc = subprocess.run([python, "-B", str(PROBE_SCRIPT)], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, errors="replace")
-    except subprocess.TimeoutExpired:
-        return CudaEnv(status="timeout", python=python,
-                       message=f"the CUDA probe did not finish within {timeout:g} s (importing torch hangs?)")
+    try:  # in its own process group: on a timeout the probe's grandchildren die with it
+        proc = run_child([python, "-B", str(PROBE_SCRIPT)], timeout)
     except OSError as exc:
         return CudaEnv(status="error", python=python, message=f"cannot run {python}: {exc.strerror or exc}")
+    if proc.timed_out:
+        return CudaEnv(status="timeout", python=python,
+                       message=f"the CUDA probe did not finish within {timeout:g} s (importing torch hangs?)")
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         return CudaEnv(status="error", python=python, message=redact_text(f"the probe failed: {tail[0]}"[:400]))

@@ -78,6 +78,29 @@ def test_timeout_is_a_status(tmp_path: Path) -> None:
     assert env.status == "timeout" and "0.5" in env.message
 
 
+def test_a_timed_out_probe_leaves_no_grandchild(tmp_path: Path) -> None:
+    """A probe that timed out left its grandchild running: the probe's process group is killed."""
+    import os
+    import time
+
+    pidfile = tmp_path / "grandchild.pid"
+    slow = tmp_path / "python"
+    slow.write_text(f"#!/bin/sh\nsleep 30 &\necho $! > {pidfile}\nwait\n")
+    slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
+    assert probe_cuda_env(str(slow), timeout=1.0, refresh=True).status == "timeout"
+    grandchild = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            return
+        if open(f"/proc/{grandchild}/stat").read().split()[2] == "Z":
+            return  # dead, waiting to be reaped by its (also dead) parent's reaper
+        time.sleep(0.05)
+    raise AssertionError(f"the probe's grandchild {grandchild} outlived the timeout")
+
+
 def test_missing_or_broken_interpreter(tmp_path: Path) -> None:
     assert probe_cuda_env(str(tmp_path / "nope")).status == "error"
     broken = tmp_path / "python"

@@ -65,7 +65,18 @@ def _tui_only_args(argv: Sequence[str]) -> argparse.Namespace | None:
     return None if rest else args
 
 
+def _tolerant_output() -> None:
+    """Undecodable argv bytes reach Python as surrogates (`--model $'\\xff'`): printing them back
+    in an error must not raise UnicodeEncodeError. Show them as \\udcff instead."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_output()
     args = _tui_only_args(sys.argv[1:] if argv is None else list(argv))
     if args is None:
         args = build_parser().parse_args(argv)

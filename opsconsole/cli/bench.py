@@ -103,5 +103,5 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
         table.add_row(*(Text(format_cell(key, row)) for _, key in columns), style=style)
     console = out()
     if not console.is_terminal:  # a pipe or a file: do not squeeze the table into 80 columns
-        console = Console(file=sys.stdout, width=200, highlight=False)
+        console = Console(file=sys.stdout, width=200, highlight=False, emoji=False)
     console.print(table)

@@ -83,8 +83,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
-    if args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+    if not 1 <= args.limit <= 1000:
+        raise UsageError(f"--limit {args.limit}: must be 1 to 1000")
     kb = load_kb_reporting(settings)
     query = " ".join(args.query)
     hits = search_kb(kb, query, limit=args.limit)
@@ -92,9 +92,9 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         print_json([{**_row(h.entry), "score": h.score, "matched": h.field} for h in hits])
         return EXIT_OK if hits else EXIT_WARN
     if not hits:
-        out().print(f"No entry matches {escape(query)!r}.")
+        out().print(f"No entry matches {escape(repr(query))}.")
         return EXIT_WARN
-    table = Table(title=f"KB entries matching {escape(query)!r}", title_justify="left")
+    table = Table(title=f"KB entries matching {escape(repr(query))}", title_justify="left")
     for column in ("score", "id", "title", "matched"):
         table.add_column(column, overflow="fold", style="cyan" if column == "id" else None)
     for hit in hits:

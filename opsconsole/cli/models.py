@@ -54,7 +54,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     if not console.is_terminal:
         from rich.console import Console
 
-        console = Console(file=sys.stdout, width=200, highlight=False)
+        console = Console(file=sys.stdout, width=200, highlight=False, emoji=False)
     console.print(table)
     if not models:
         console.print(f"no models in the Hugging Face cache ({cache})"

@@ -247,7 +247,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     if not console.is_terminal:  # a pipe: never cut run ids at 80 columns
         from rich.console import Console
 
-        console = Console(file=sys.stdout, width=200, highlight=False)
+        console = Console(file=sys.stdout, width=200, highlight=False, emoji=False)
     console.print(table)
     return 0
 

@@ -32,6 +32,8 @@ SEVERITY_STYLE = {"info": "cyan", "warn": "yellow", "critical": "bold red"}
 JSON_SCHEMA_VERSION = 1
 
 
+WATCH_AT_REFRESH = "refresh"  # `--watch` without a value (argparse does not pass a const through `type`)
+
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "status", parents=[common], help="GPUs, processes, host, CUDA env and findings (exit 0/1/2 by severity)",
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument("--json", action="store_true", help="print the snapshot and findings as JSON")
     parser.add_argument("--list-scenarios", action="store_true", help="list the simulator's scenarios and exit")
-    parser.add_argument("--watch", nargs="?", const=0.0, type=float, metavar="SECONDS",
+    parser.add_argument("--watch", nargs="?", const=WATCH_AT_REFRESH, type=float, metavar="SECONDS",
                         help="refresh every SECONDS (default: the refresh setting) until Ctrl-C; with --json, one JSON object per line")
     parser.add_argument("--no-probe", action="store_true", help="skip the CUDA/torch environment probe (faster)")
     parser.set_defaults(handler=run_status)
@@ -49,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.list_scenarios:
         return _list_scenarios(args.json)
-    if args.watch:  # 0: the bare flag, the refresh setting
+    if args.watch == WATCH_AT_REFRESH:  # the bare flag
+        args.watch = settings.refresh
+    elif args.watch is not None:  # an explicit 0 is an error, not "the default"
         try:
             args.watch = seconds_setting("refresh", args.watch)
         except ValueError as exc:
@@ -62,7 +66,7 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
                          nvml_timeout=settings.nvml_timeout, probe_env=not args.no_probe)
     try:
         if args.watch is not None:
-            return _watch(source, args.watch or settings.refresh, args.json)
+            return _watch(source, args.watch, args.json)
         source.wait_cuda_env(timeout=35)
         snapshot = source.sample()
         if args.json:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ def is_offline(environ: dict[str, str] | None = None) -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+# Hugging Face repo ids: [org/]name, each part up to 96 of [A-Za-z0-9_.-] (huggingface_hub validate_repo_id)
+HF_REPO_ID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+
 def looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~")) or spec.endswith(WEIGHT_SUFFIXES) or os.path.exists(spec)
 
@@ -123,6 +127,10 @@ def resolve_model(spec: str, weights: str = "pretrained") -> ModelRef:
             raise JobError(f"--model {spec}: the directory has no config.json or model_index.json "
                            "(not a transformers/diffusers model directory)", exit_code=3, kb="model-load-failure")
         return ModelRef(spec, "local", path=path.resolve())
+    if not HF_REPO_ID.fullmatch(spec):  # before any file system lookup: a 10,000-character name
+        shown = spec if len(spec) <= 120 else spec[:120] + "…"  # is an error, not an ENAMETOOLONG
+        raise JobError(f"--model {shown}: neither a local path nor a Hugging Face id (org/name, letters, digits, "
+                       "'-', '_', '.', at most 96 characters each)", exit_code=3, kb="model-load-failure")
     cache = hub_cache_dir()
     snapshot = cached_snapshot(spec, cache)
     if snapshot is not None:

@@ -273,6 +273,10 @@ class RunStore:
             return cur.rowcount > 0
 
     def get(self, run_id: str) -> RunRecord | None:
+        try:
+            run_id.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable argv bytes: no run id has them (sqlite would raise)
+            return None
         with self._conn() as conn:
             row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _row_to_record(row) if row else None

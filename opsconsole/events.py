@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from .records import valid_event
 from .redact import redact_tree
 
 EVENT_TYPES = ("start", "progress", "metric", "artifact", "finding", "finish")
@@ -78,6 +79,6 @@ def parse_event_line(line: str) -> dict[str, Any] | None:
         event = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
-        return None
+    if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES or not valid_event(event):
+        return None  # a wrong-typed event (a metric with value null) is dropped like a torn line
     return event

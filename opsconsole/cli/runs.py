@@ -205,6 +205,8 @@ def _print_result(result: dict[str, Any]) -> None:
     out().print(f"[bold {style}]{result.get('id')}[/]: {result_summary(result)}", soft_wrap=True, highlight=False)
     if result.get("error"):
         out().print(f"  error: {result['error']}", markup=False, soft_wrap=True)
+    for problem in result.get("record_problems") or []:
+        out().print(f"  damaged record: {problem}", markup=False, soft_wrap=True)
     for artifact in result.get("artifacts") or []:
         out().print(f"  artifact ({artifact.get('kind')}): {artifact.get('path')}", markup=False, soft_wrap=True)
     for finding in result.get("findings") or []:

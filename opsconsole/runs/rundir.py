@@ -23,6 +23,7 @@ from typing import Any
 
 from ..events import ARTIFACTS_DIR, CMD_FILE, EVENTS_FILE, LOG_FILE, RESULT_FILE
 from ..paths import ensure_private_dir, state_dir
+from ..records import checked_result
 
 PIDS_FILE = "pids.json"
 STOP_FILE = "stop.json"
@@ -98,7 +99,8 @@ class RunDir:
             remember_fingerprints(cmd["secret_fingerprints"])
 
     def read_result(self) -> dict[str, Any] | None:
-        return read_json(self.result)
+        """result.json with its types checked (a wrong field is emptied and named in record_problems)."""
+        return checked_result(read_json(self.result))
 
     def read_pids(self) -> dict[str, Any] | None:
         return read_json(self.pids)

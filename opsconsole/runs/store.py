@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..paths import ensure_private_dir, state_dir
+from ..records import is_number
 from .rundir import RunDir, runs_root
 
 DB_NAME = "runs.sqlite3"
@@ -86,13 +87,29 @@ class RunRecord:
         return asdict(self)
 
 
+_NUMBER_COLUMNS = ("started_at", "ended_at", "pid_started", "supervisor_started")
+_INT_COLUMNS = ("exit_code", "signal", "pid", "supervisor_pid")
+
+
 def _row_to_record(row: sqlite3.Row) -> RunRecord:
+    """A registry row with its types checked: a hand-edited `started_at = 'abc'` or metrics
+    `[1]` reads as unknown (None, {}), never as a traceback in `runs list/show` or `report`."""
     values = dict(row)
     for key in _JSON_COLUMNS:
         try:
             values[key] = json.loads(values[key] or "null") or ({} if key == "metrics" else [])
-        except ValueError:
+        except (ValueError, TypeError):
             values[key] = {} if key == "metrics" else []
+        if not isinstance(values[key], dict if key == "metrics" else list):
+            values[key] = {} if key == "metrics" else []
+    for key in _NUMBER_COLUMNS:
+        if not is_number(values.get(key)):
+            values[key] = 0.0 if key == "started_at" else None
+    for key in _INT_COLUMNS:
+        if not isinstance(values.get(key), int) or isinstance(values.get(key), bool):
+            values[key] = None
+    for key in ("id", "kind", "status", "dir"):
+        values[key] = str(values.get(key) or "")
     return RunRecord(**values)
 
 

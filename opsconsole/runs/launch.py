@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +32,13 @@ class LaunchPlan:
     job_argv: list[str]
     python: str
     device: str
-    gpus: list[str]
+    gpus: list[str]          # lock keys: GPU UUIDs where NVML knows them, else CUDA_VISIBLE_DEVICES names/indexes
     world_size: int
     child_argv: list[str]
     env: dict[str, str]
     cwd: str
     job_args: dict[str, Any] = field(default_factory=dict)
+    gpu_labels: dict[str, str] = field(default_factory=dict)  # lock key -> what the user calls it ("0")
 
 
 class _ParseError(Exception):
@@ -164,8 +166,38 @@ def host_has_nvidia_gpu() -> bool:
     return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
 
 
-def gpus_for(device: str, world_size: int, env: dict[str, str]) -> list[str]:
-    """GPU ids (as CUDA_VISIBLE_DEVICES names them, else indexes) a run will use; [] for CPU."""
+def nvml_gpu_uuids(timeout: float = 3.0) -> list[str] | None:
+    """This machine's GPU UUIDs in NVML order (CUDA's order too on a box of identical GPUs,
+    or with CUDA_DEVICE_ORDER=PCI_BUS_ID); None without NVML. Bounded: NVML can hang."""
+    found: dict[str, list[str]] = {}
+
+    def read() -> None:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            try:
+                found["uuids"] = [_text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
+                                  for i in range(pynvml.nvmlDeviceGetCount())]
+            finally:
+                pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001 - no driver, no library, a GPU that does not answer: no UUIDs
+            pass
+
+    worker = threading.Thread(target=read, name="nvml-uuids", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return found.get("uuids")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def gpus_for(device: str, world_size: int, env: dict[str, str], uuids: list[str] | None = None) -> list[str]:
+    """The GPUs a run will use, as lock keys: their UUIDs when `uuids` (NVML) is known, so that
+    `CUDA_VISIBLE_DEVICES=GPU-<uuid>`, `=3` and `--device cuda:3` all lock the same card; [] for
+    CPU and for `CUDA_VISIBLE_DEVICES=""` (no GPU visible to the run)."""
     if device == "cpu" or (device == "auto" and not host_has_nvidia_gpu()) or not (
             device == "auto" or device.startswith("cuda")):
         return []
@@ -173,10 +205,36 @@ def gpus_for(device: str, world_size: int, env: dict[str, str]) -> list[str]:
         indexes = [int(device.split(":", 1)[1])]
     else:
         indexes = list(range(world_size))
-    visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if "CUDA_VISIBLE_DEVICES" in env:
-        return [visible[i] if i < len(visible) else str(i) for i in indexes]
-    return [str(i) for i in indexes]
+        visible = _visible_devices(env["CUDA_VISIBLE_DEVICES"], uuids)
+    else:
+        visible = list(uuids) if uuids else [str(i) for i in range(max(indexes) + 1)]
+    return [visible[i] for i in indexes if i < len(visible)]
+
+
+def _visible_devices(value: str, uuids: list[str] | None) -> list[str]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it (stops at the first invalid entry), each entry
+    as a UUID where NVML can tell: an index, a full UUID or a unique UUID prefix."""
+    out: list[str] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if entry.isdigit():
+            if uuids is None:
+                out.append(entry)
+            elif int(entry) < len(uuids):
+                out.append(uuids[int(entry)])
+            else:
+                break
+        elif entry.upper().startswith(("GPU-", "MIG-")):
+            matches = [u for u in uuids or [] if u.lower().startswith(entry.lower())]
+            out.append(matches[0] if len(matches) == 1 else entry)
+        else:
+            break
+    return out
+
+
+def gpu_labels(keys: list[str], uuids: list[str] | None) -> dict[str, str]:
+    """How to name each lock key to the user: the NVML index of a UUID ("0"), else the key."""
+    return {key: str(uuids.index(key)) if uuids and key in uuids else key for key in keys}
 
 
 def shim_dir() -> Path:
@@ -239,7 +297,10 @@ def plan_launch(kind: str, job_argv: list[str], python: str | None = None, gpus:
     elif world_size > 1:
         check_torch_installed(interpreter, world_size)
     env = dict(os.environ)
+    wants_gpu = device.startswith("cuda") or (device == "auto" and host_has_nvidia_gpu())
+    uuids = nvml_gpu_uuids() if wants_gpu else None
+    gpus = gpus_for(device, world_size, env, uuids)
     return LaunchPlan(kind=kind, job_argv=list(job_argv), python=interpreter, device=device,
-                      gpus=gpus_for(device, world_size, env), world_size=world_size,
+                      gpus=gpus, world_size=world_size,
                       child_argv=child_command(interpreter, kind, list(job_argv), world_size),
-                      env=env, cwd=os.getcwd(), job_args=vars(args))
+                      env=env, cwd=os.getcwd(), job_args=vars(args), gpu_labels=gpu_labels(gpus, uuids))

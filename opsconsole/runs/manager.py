@@ -82,7 +82,7 @@ class RunManager:
                     raise
         if busy:
             other = busy[0]
-            shared = sorted(set(other.gpus) & set(plan.gpus))
+            shared = sorted(plan.gpu_labels.get(g, g) for g in set(other.gpus) & set(plan.gpus))
             raise UsageError(f"GPU {','.join(shared)} is in use by run {other.id} ({other.kind}, {other.status}); "
                              f"wait for it, stop it (`opsconsole runs stop {other.id}`) or pass --force to share it")
         try:

@@ -157,3 +157,12 @@ async def test_hidden_screens_skip_rendering_but_keep_history(make_app):
         await pilot.press("1")
         await pilot.pause()
         assert dashboard.query_one(GpuCard).gpu is not shown  # back in view: it shows the newest frame
+
+
+async def test_no_driver_dashboard_says_so_instead_of_waiting_forever(make_app):
+    """With zero GPUs, `[] != []` was false: the no-GPU text never replaced "waiting for telemetry…"."""
+    app = make_app("no-driver")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.snapshot is not None, what="first frame")
+        await wait_until(pilot, lambda: "no NVIDIA driver found" in screen_text(app), what="the no-GPU text")
+        assert "waiting for telemetry" not in screen_text(app)

@@ -106,6 +106,9 @@ class DashboardScreen(OpsScreen):
             else:
                 container.mount(Static(self._no_gpu_text(snapshot), id="gpu-wait"))
             self._apply_layout()
+        elif not indexes:  # still no GPU: the "waiting for telemetry…" placeholder says why now
+            for placeholder in self.query("#gpu-wait").results(Static):
+                placeholder.update(self._no_gpu_text(snapshot))
 
     def _no_gpu_text(self, snapshot: Snapshot) -> str:
         if snapshot.nvml.status in ("no_driver", "library_not_found"):

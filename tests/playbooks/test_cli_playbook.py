@@ -50,13 +50,33 @@ def test_gpu_health_xid79_fails_with_nvidias_action(capsys):
     assert action and action in xid["remedy"] and "NVIDIA's recommended action" in xid["remedy"]
 
 
-def test_gpu_health_thermal_throttle_warns_naming_the_reason(capsys):
+def test_gpu_health_hw_thermal_slowdown_fails_like_status_is_critical(capsys):
+    """status called active HW thermal slowdown critical while gpu-health called it WARN:
+    the telemetry severities now drive both (critical -> fail)."""
     code, report = run_json(capsys, "gpu-health", "--simulate", "thermal-throttle")
-    assert code == 1 and report["verdict"] == "warn"
+    assert code == 2 and report["verdict"] == "fail"
     throttle = step(report, "throttle")
-    assert throttle["status"] == "warn" and "thermal_slowdown" in throttle["summary"]
+    assert throttle["status"] == "fail" and "hw_thermal_slowdown" in throttle["summary"]
     code, out, _ = cli(capsys, "playbook", "run", "gpu-health", "--simulate", "thermal-throttle")
-    assert code == 1 and "sw_thermal_slowdown" in out and "⚠" in out
+    assert code == 2 and "sw_thermal_slowdown" in out
+    assert cli(capsys, "status", "--simulate", "thermal-throttle", "--no-probe")[0] == 2  # the same verdict
+
+
+@pytest.mark.parametrize("scenario", ["healthy-8xh100", "thermal-throttle", "vram-pressure", "ecc-row-remap",
+                                      "xid79-fell-off-bus", "mig-a100"])
+def test_throttle_step_and_status_agree_on_every_scenario(capsys, scenario):
+    from opsconsole.telemetry import open_source
+
+    source = open_source(simulate=scenario, probe_env=False)
+    try:
+        findings = source.sample().findings
+    finally:
+        source.close()
+    worst = max((f.severity for f in findings if f.id in ("thermal_throttle", "temp_near_slowdown", "hw_slowdown",
+                                                          "power_cap")), key=["info", "warn", "critical"].index,
+                default="info")
+    _, report = run_json(capsys, "gpu-health", "--simulate", scenario)
+    assert step(report, "throttle")["status"] in ({"info": {"pass", "skip"}, "warn": {"warn"}, "critical": {"fail"}}[worst])
 
 
 def test_gpu_health_healthy_box_passes(capsys):
@@ -84,7 +104,7 @@ EXPECTED = [
     ("first-time-box-check", "torch-arch-mismatch", "fail"),
     ("first-time-box-check", "healthy-8xh100", "pass"),
     ("first-time-box-check", "no-driver", "fail"),
-    ("first-time-box-check", "thermal-throttle", "warn"),
+    ("first-time-box-check", "thermal-throttle", "fail"),
     ("first-time-box-check", "mig-a100", "pass"),
     ("driver-mismatch", "driver-mismatch", "fail"),
     ("driver-mismatch", "no-driver", "fail"),
@@ -96,7 +116,7 @@ EXPECTED = [
     ("gpu-health", "mig-a100", "pass"),
     ("training-divergence", "ecc-row-remap", "fail"),
     ("training-divergence", "healthy-8xh100", "pass"),
-    ("slow-generation", "thermal-throttle", "warn"),
+    ("slow-generation", "thermal-throttle", "fail"),
     ("slow-generation", "no-driver", "fail"),
     ("multi-gpu-nccl", "xid79-fell-off-bus", "fail"),
     ("multi-gpu-nccl", "no-driver", "fail"),
@@ -184,7 +204,7 @@ def test_broken_user_playbook_is_listed_and_refused_with_file_line(capsys, tmp_p
 def test_run_playbook_command_for_diagnose(capsys, tmp_path):
     args = argparse.Namespace(json=True, simulate="thermal-throttle", log=None)
     code = run_playbook_command("gpu-health", args, Settings())
-    assert code == 1 and json.loads(capsys.readouterr().out)["verdict"] == "warn"
+    assert code == 2 and json.loads(capsys.readouterr().out)["verdict"] == "fail"
     bare = argparse.Namespace(simulate="healthy-8xh100")  # attributes it does not find take defaults
     assert run_playbook_command("gpu-health", bare, Settings()) == 0
     assert "Verdict: PASS" in capsys.readouterr().out

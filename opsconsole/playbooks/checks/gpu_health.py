@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...telemetry.findings import RuleContext, rule_temperature, rule_throttle
 from ...telemetry.snapshot import GpuSnapshot
 from ..context import PlaybookContext
 from ..results import ERROR, FAIL, PASS, SKIP, WARN, CheckResult, worst
@@ -95,7 +96,24 @@ def _gpu_loop(ctx: PlaybookContext, selector: Any, inspect) -> CheckResult:
     return CheckResult(verdict, summary, evidence, " ".join(remedies) or None)
 
 
+# The telemetry findings' severities decide a check's status, so `status` and a playbook never
+# give one machine two verdicts (HW thermal slowdown: critical in status, FAIL here).
+SEVERITY_STATUS = {"critical": FAIL, "warn": WARN, "info": PASS}
+
+
+def telemetry_status(gpu: GpuSnapshot, *rules: Any) -> str:
+    """The worst status the telemetry rules give this GPU (PASS when they find nothing)."""
+    ctx = RuleContext(user=None, now=0.0)
+    return worst([PASS, *(SEVERITY_STATUS.get(f.severity, PASS) for rule in rules for f in rule(gpu, ctx))])
+
+
 def _throttle(gpu: GpuSnapshot) -> tuple[str, str, dict[str, Any], str | None]:
+    _, message, values, remedy = _throttle_details(gpu)
+    verdict = telemetry_status(gpu, rule_throttle, rule_temperature)
+    return verdict, (message if verdict != PASS else ""), values, (remedy if verdict != PASS else None)
+
+
+def _throttle_details(gpu: GpuSnapshot) -> tuple[str, str, dict[str, Any], str | None]:
     t = gpu.temperature
     reasons = [r for r in gpu.throttle_reasons if not any(b in r.lower() for b in _BENIGN_THROTTLE)]
     values = {"throttle_reasons": list(gpu.throttle_reasons), "temperature_c": t.current, "slowdown_c": t.slowdown,

@@ -80,12 +80,18 @@ class DivergenceError(JobError):
         self.metrics = {**(metrics or {}), "diverged_at_step": step, "divergence_cause": self.cause}
 
 
-def loss_trend(losses: Sequence[float], window: int | None = None) -> dict[str, Any]:
+FLAT_LOSS_TOLERANCE = 0.01  # a last-window mean within 1 % of the first window's is flat, not "decreasing"
+
+
+def loss_trend(losses: Sequence[float], window: int | None = None,
+               grad_norms: Sequence[float] = ()) -> dict[str, Any]:
     """Mean of the first window of losses vs the last one.
 
     window defaults to a third of the steps (at most 10). `trend` is "decreasing" when the
-    last window's mean is below the first's, "not_decreasing" otherwise, "too_few_steps"
-    under 2 steps.
+    last window's mean is more than FLAT_LOSS_TOLERANCE below the first's, "stalled" when it
+    is within it or every gradient norm was 0 or not finite (a dead run: `gemma-lora --lr 1e4`
+    went 7.287 -> 7.282 with grad norm 0 and was called decreasing), "not_decreasing" when it
+    rose, "too_few_steps" under 2 steps.
     """
     n = len(losses)
     if n < 2:
@@ -95,8 +101,13 @@ def loss_trend(losses: Sequence[float], window: int | None = None) -> dict[str, 
     w = min(w, n // 2) or 1
     first = sum(losses[:w]) / w
     last = sum(losses[-w:]) / w
-    return {"trend": "decreasing" if last < first else "not_decreasing", "window": w,
-            "first_mean": first, "last_mean": last}
+    dead_gradients = bool(grad_norms) and all(not math.isfinite(g) or g == 0.0 for g in grad_norms)
+    if dead_gradients or abs(last - first) <= FLAT_LOSS_TOLERANCE * abs(first):
+        trend = "stalled"
+    else:
+        trend = "decreasing" if last < first else "not_decreasing"
+    return {"trend": trend, "window": w, "first_mean": first, "last_mean": last,
+            "dead_gradients": dead_gradients}
 
 
 # --- distributed ------------------------------------------------------------------------------
@@ -248,6 +259,7 @@ class TrainMonitor:
         self.dist = dist or DistEnv(device=device)
         self.losses: list[float] = []
         self.last_synced_loss: float | None = None
+        self.grad_norms: list[float] = []
         self._stop = False
         self._started: float | None = None
         self._first_done: float | None = None
@@ -294,6 +306,7 @@ class TrainMonitor:
                                    "lr": float(lr if lr is not None else self.lr)}
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
+            self.grad_norms.append(metrics["grad_norm"])
         if samples is not None:
             metrics["samples_per_s"] = samples * self.dist.world_size / dt
         if tokens is not None:
@@ -313,7 +326,7 @@ class TrainMonitor:
     def summary(self) -> dict[str, Any]:
         """Result metrics: steps, loss_first, loss_last, final_loss (mean of the last window),
         loss_trend, steps_per_s (after the first, warm-up step), peak_vram_bytes."""
-        trend = loss_trend(self.losses)
+        trend = loss_trend(self.losses, grad_norms=self.grad_norms)
         steps = len(self.losses)
         metrics: dict[str, Any] = {
             "steps": steps,
@@ -338,11 +351,20 @@ class TrainMonitor:
     def finish(self) -> dict[str, Any]:
         """Summary + a warning finding when the loss did not go down."""
         metrics = self.summary()
+        first, last = metrics["loss_first_window_mean"], metrics["loss_last_window_mean"]
         if metrics["loss_trend"] == "not_decreasing":
-            message = (f"loss did not decrease: first-window mean {metrics['loss_first_window_mean']:.4f}, "
-                       f"last-window mean {metrics['loss_last_window_mean']:.4f} over {metrics['steps']} steps")
-            self.ctx.log(f"warning: {message}")
-            self.ctx.finding("warning", message, kb=KB_LR_TOO_HIGH)
+            message = (f"loss did not decrease: first-window mean {first:.4f}, "
+                       f"last-window mean {last:.4f} over {metrics['steps']} steps")
+        elif metrics["loss_trend"] == "stalled":
+            grads = (f"every gradient norm was 0 or not finite ({len(self.grad_norms)} steps)"
+                     if self.grad_norms and all(not math.isfinite(g) or g == 0.0 for g in self.grad_norms)
+                     else f"the loss stayed within {FLAT_LOSS_TOLERANCE:.0%}")
+            message = (f"training stalled: loss {first:.4f} -> {last:.4f} over {metrics['steps']} steps and {grads}: "
+                       "the parameters are not learning (learning rate far off, frozen or detached parameters)")
+        else:
+            return metrics
+        self.ctx.log(f"warning: {message}")
+        self.ctx.finding("warning", message, kb=KB_LR_TOO_HIGH)
         return metrics
 
 

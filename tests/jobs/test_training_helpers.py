@@ -19,6 +19,16 @@ def test_loss_trend_compares_first_and_last_window() -> None:
     assert loss_trend([1.0])["trend"] == "too_few_steps"
 
 
+def test_a_flat_loss_or_dead_gradients_is_stalled_not_decreasing() -> None:
+    """`gemma-lora --lr 1e4`: 7.287 -> 7.282 with grad norm 0 was reported "decreasing", status ok."""
+    flat = [7.287, 7.286, 7.285, 7.284, 7.283, 7.282]
+    assert loss_trend(flat)["trend"] == "stalled"
+    falling = [5.0, 4.0, 3.5, 3.0, 2.0, 1.0]
+    assert loss_trend(falling, grad_norms=[0.0] * 6)["trend"] == "stalled"  # no gradient: not learning
+    assert loss_trend(falling, grad_norms=[float("nan")] * 6)["dead_gradients"] is True
+    assert loss_trend(falling, grad_norms=[0.0, 0.5, 0.2])["trend"] == "decreasing"
+
+
 def test_divergence_error_names_step_cause_and_kb() -> None:
     fp16 = DivergenceError(3, float("nan"), "fp16", 1e-4)
     assert "step 3" in str(fp16) and fp16.cause == "fp16 overflow" and fp16.kb == "nan-fp16-overflow"
@@ -93,3 +103,28 @@ def test_job_parsers_and_validation_do_not_import_torch() -> None:
             "print(sorted(n for n in ('torch', 'transformers', 'peft') if n in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.ml
+def test_a_dead_run_finishes_with_a_stalled_warning(tmp_path) -> None:
+    """Zero gradients and a flat loss: the monitor says `stalled` and warns, never "decreasing"."""
+    torch = pytest.importorskip("torch")
+    from opsconsole.jobs.training import TrainMonitor
+
+    parser = argparse.ArgumentParser()
+    add_trainer_options(parser, steps=6, lr=0.1)
+    ctx = make_context(tmp_path)
+    monitor = TrainMonitor(ctx, parser.parse_args([]), total_steps=6, device="cpu", dtype=torch.float32)
+    weight = torch.nn.Parameter(torch.tensor([3.0]))
+    for step in range(1, 7):
+        loss = 7.287 - 0.001 * step + 0.0 * weight.sum()  # the parameter does not move the loss
+        monitor.check_loss(step, loss)
+        loss.backward()
+        monitor.report(step, grad_norm=torch.nn.utils.clip_grad_norm_([weight], 1.0))
+        weight.grad = None
+    metrics = monitor.finish()
+    ctx.events.close()
+    assert metrics["loss_trend"] == "stalled"
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    warnings = [e["message"] for e in events if e["type"] == "finding"]
+    assert any("training stalled" in m and "every gradient norm was 0" in m for m in warnings), warnings

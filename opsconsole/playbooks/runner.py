@@ -31,6 +31,9 @@ ConfirmCallback = Callable[[Step, str], bool]
 EXIT_CODES = {PASS: EXIT_OK, WARN: EXIT_WARN, FAIL: EXIT_CRITICAL, ERROR: EXIT_CRITICAL}
 
 
+# summaries of checks that could not be made (the data is missing), as opposed to steps not needed
+UNCHECKED_PREFIXES = ("not reported", "not checked")
+
 @dataclass(frozen=True)
 class StepOutcome:
     step: Step
@@ -168,6 +171,12 @@ class PlaybookRunner:
         if not checked:
             verdict = worst([WARN], start=verdict)
             conclusion = (conclusion + " " if conclusion else "") + "(No step could check anything on this machine.)"
+        unchecked = [o.step.id for o in outcomes if o.status == SKIP and o.summary.startswith(UNCHECKED_PREFIXES)]
+        if checked and unchecked and verdict == PASS:
+            # a pass message lists what is healthy; what could not be read is not healthy, it is unknown
+            conclusion = (f"PASS on what could be checked ({', '.join(s for s, v in statuses.items() if v == PASS)}). "
+                          f"NOT CHECKED: {', '.join(unchecked)}: this machine does not report them, so this is "
+                          "not a clean bill of health.")
         return PlaybookOutcome(self.playbook, verdict, outcomes, conclusion)
 
     def _format(self, message: str) -> str:

@@ -177,3 +177,17 @@ def test_playbooks_never_import_torch_or_textual():
             "sys.exit(10 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_unchecked_is_not_healthy():
+    """Every NVML field NOT_SUPPORTED: gpu-health said "PASS: 2 GPU(s) healthy — no XID, ECC or row-remap
+    errors, no throttling, full PCIe link, persistence mode on" although five steps said "not reported"."""
+    from opsconsole.playbooks import load_playbooks
+
+    bare = snapshot((gpu(0), gpu(1)), source="nvml")  # identity and memory only: nothing else reported
+    outcome = run(load_playbooks(Settings()).playbooks["gpu-health"], bare)
+    skipped = [o.step.id for o in outcome.steps if o.status == "skip" and o.summary.startswith("not reported")]
+    assert len(skipped) >= 3, [(o.step.id, o.status, o.summary) for o in outcome.steps]
+    assert outcome.verdict == "pass"
+    assert "NOT CHECKED: " + ", ".join(skipped) in outcome.conclusion
+    assert "healthy" not in outcome.conclusion and "no throttling" not in outcome.conclusion

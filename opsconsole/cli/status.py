@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -96,6 +97,7 @@ def _watch(source: Any, interval: float, as_json: bool) -> int:
     cannot freeze the loop; the sleep is an Event wait so Ctrl-C lands immediately."""
     stop = threading.Event()
     code = 0
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill` ends the loop cleanly, exit code kept
     try:
         if as_json:
             while not stop.is_set():
@@ -103,6 +105,14 @@ def _watch(source: Any, interval: float, as_json: bool) -> int:
                 code = exit_code_for(snapshot.findings)
                 sys.stdout.write(json.dumps(snapshot_json(snapshot), default=str) + "\n")
                 sys.stdout.flush()
+                stop.wait(interval)
+        elif not out().is_terminal:  # piped or redirected: Rich Live draws nothing there; plain frames
+            while not stop.is_set():
+                snapshot = source.sample()
+                code = exit_code_for(snapshot.findings)
+                out().print(render_snapshot(snapshot, footer=f"refresh {interval:g} s"))
+                out().print("")
+                out().file.flush()
                 stop.wait(interval)
         else:
             from rich.live import Live
@@ -116,6 +126,8 @@ def _watch(source: Any, interval: float, as_json: bool) -> int:
                     stop.wait(interval)
     except KeyboardInterrupt:
         pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return code
 
 

@@ -132,3 +132,22 @@ def test_watch_keeps_refreshing_and_quits_on_ctrl_c_while_nvml_hangs(capsys: pyt
     assert len(frames) >= 3  # kept refreshing although every NVML call hangs
     assert {f["nvml"]["status"] for f in frames} == {"not_responding"}
     assert code == 2
+
+
+def test_watch_piped_prints_plain_frames_and_sigterm_ends_it_cleanly() -> None:
+    """Rich Live drew nothing on a pipe: `status --watch | tee` showed nothing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "opsconsole", "status", "--simulate", "healthy-8xh100", "--no-probe",
+                             "--watch", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    seen = ""
+    while time.monotonic() < deadline and seen.count("Findings") < 2:
+        seen += proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=20)
+    assert seen.count("Findings") >= 2, seen[-2000:]  # frames arrive while it runs, not at exit
+    assert proc.returncode == 0 and "Traceback" not in err

@@ -12,7 +12,7 @@ async def open_playbooks(pilot):
     await wait_until(pilot, lambda: pilot.app.current_mode == "playbooks")
 
 
-async def test_gpu_health_warns_on_thermal_throttle(make_app):
+async def test_gpu_health_fails_on_hw_thermal_slowdown_like_status(make_app):
     app = make_app("thermal-throttle")
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(pilot, lambda: app.snapshot is not None)
@@ -21,11 +21,11 @@ async def test_gpu_health_warns_on_thermal_throttle(make_app):
         screen.select_playbook("gpu-health")
         await pilot.press("r")
         await wait_until(pilot, lambda: screen.outcome is not None, timeout=20, what="verdict")
-        assert screen.outcome.verdict == "warn"
+        assert screen.outcome.verdict == "fail"  # status calls HW thermal slowdown critical: the same verdict
         steps = "\n".join(str(w.render()) for w in screen.query("#pb-steps Static"))
-        assert "✓" in steps and "!" in steps and "thermal" in steps.lower()
-        assert "→" in steps  # a remedy is shown for the warning
-        assert "verdict: WARN" in screen_text(app)
+        assert "✓" in steps and "✖" in steps and "thermal" in steps.lower()
+        assert "→" in steps  # a remedy is shown for the failed step
+        assert "verdict: FAIL" in screen_text(app)
 
 
 async def test_gpu_health_fails_on_xid79(make_app):

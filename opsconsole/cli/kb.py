@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     search.add_argument("--json", action="store_true")
     search.set_defaults(handler=run_search)
     check = sub.add_parser("check", parents=[common], help="validate every entry (exit 3 if any is unusable)")
+    check.add_argument("--json", action="store_true",
+                       help='print {"entries": N, "problems": [{"path", "line", "what", "fix"}]}')
     check.set_defaults(handler=run_check)
 
 
@@ -105,6 +107,10 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
     kb = load_kb(settings.extra_kb_dirs)
+    if getattr(args, "json", False):
+        print_json({"entries": len(kb.entries), "problems": [
+            {"path": e.path, "line": e.line, "what": e.what, "fix": e.fix} for e in kb.errors]})
+        return EXIT_USAGE if kb.errors else EXIT_OK
     for problem in kb.errors:
         out().print(escape(str(problem)), soft_wrap=True)
     out().print(f"{len(kb.entries)} entries loaded, {len(kb.errors)} problem(s)")

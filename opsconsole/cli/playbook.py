@@ -37,6 +37,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("show", parents=[common], help="a playbook's steps and conclusion rules")
     p.add_argument("id", metavar="ID")
+    p.add_argument("--json", action="store_true",
+                   help='print {"id", "title", "description", "path", "trusted", "applies_to", "steps", "conclusion"}')
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("run", parents=[common], help="run a playbook on this machine (or a simulated one)")
@@ -88,6 +90,15 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     playbook = _find(_load(settings), args.id)
+    if getattr(args, "json", False):
+        print_json({
+            "id": playbook.id, "title": playbook.title, "description": playbook.description,
+            "path": str(playbook.path), "trusted": playbook.trusted, "applies_to": list(playbook.applies_to),
+            "steps": [{"id": s.id, "title": s.title, "kind": s.kind, "action": s.describe(),
+                       "when": s.when.describe() if s.when else None} for s in playbook.steps],
+            "conclusion": [{"when": r.when.describe() if r.when else None, "message": r.message, "verdict": r.verdict}
+                           for r in playbook.conclusion]})
+        return 0
     console = out()
     console.print(f"[bold]{escape(playbook.title)}[/] [dim]({playbook.id}, {escape(str(playbook.path))})[/]")
     if playbook.description:

@@ -7,6 +7,7 @@ it streams the log, Ctrl-C stops the run, and `--json` prints the final result.j
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -66,6 +67,8 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("id", metavar="ID")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--lines", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--json", action="store_true",
+                   help='print {"id", "status", "lines": [...]}; with -f, one {"line": ...} object per line')
     p.set_defaults(handler=cmd_logs)
 
     p = sub.add_parser("attach", parents=[common], help="follow log and progress until the run ends (Ctrl-C detaches)")
@@ -315,20 +318,34 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
     record = manager.get(args.id)
     if args.lines is not None and args.lines < 0:
         raise UsageError("--lines must be 0 or more")
+    as_json = getattr(args, "json", False)
+
+    def emit(line: str) -> None:
+        sys.stdout.write((json.dumps({"line": line}) if as_json else line) + "\n")
+
     try:
         if args.follow:
             tail = None
             if args.lines is not None:  # the last N lines, then follow with the same reader
                 tail = manager.tail(record.id)
                 for line in deque(_drain(tail), maxlen=args.lines):
-                    sys.stdout.write(line + "\n")
-            _print_updates(manager.follow(record.id, tail=tail), sys.stdout)
+                    emit(line)
+            if as_json:
+                for update in manager.follow(record.id, tail=tail):
+                    for line in update.lines:
+                        emit(line)
+                    sys.stdout.flush()
+            else:
+                _print_updates(manager.follow(record.id, tail=tail), sys.stdout)
             return 0
         lines: Iterable[str] = _all_log_lines(manager, record.id)
         if args.lines is not None:
             lines = deque(lines, maxlen=args.lines)
+        if as_json:
+            print_json({"id": record.id, "status": manager.get(record.id).status, "lines": list(lines)})
+            return 0
         for line in lines:
-            sys.stdout.write(line + "\n")
+            emit(line)
     except KeyboardInterrupt:
         return 0
     return 0

@@ -111,3 +111,22 @@ def test_a_read_error_midway_diagnoses_what_was_read(tmp_path, monkeypatch, caps
     captured = capsys.readouterr()
     assert json.loads(captured.out)["matches"][0]["category"] == "cuda_oom"
     assert f"{path}: read failed after {len(OOM)} bytes (Input/output error)" in captured.err
+
+
+def test_kb_check_and_playbook_show_have_json(tmp_path, monkeypatch, capsys) -> None:
+    assert main(["kb", "check", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["entries"] >= 60 and data["problems"] == []
+    assert main(["playbook", "show", "gpu-health", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == "gpu-health" and shown["trusted"] is True
+    assert "throttle" in [s["id"] for s in shown["steps"]] and shown["conclusion"][-1]["when"] is None
+    bad = tmp_path / "kb"
+    bad.mkdir()
+    (bad / "broken.md").write_text("---\nid: Bad Id\n---\nbody\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "opsconsole").mkdir()
+    (tmp_path / "opsconsole" / "config.toml").write_text(f"extra_kb_dirs = [{str(bad)!r}]\n")
+    assert main(["kb", "check", "--json"]) == 3
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert len(problems) == 1 and problems[0]["path"].endswith("broken.md") and problems[0]["line"]

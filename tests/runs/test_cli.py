@@ -241,3 +241,16 @@ def test_ctrl_c_in_attach_detaches_and_the_run_goes_on() -> None:
     assert proc.returncode == 0 and "detached" in err
     assert manager.get(record.id).status == "running"
     manager.stop(record.id, grace=5)
+
+
+def test_runs_logs_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "selftest", "--lines", "3", "--foreground", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["runs", "logs", run_id, "--json", "-n", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["id"] == run_id and data["status"] == "ok"
+    assert main(["runs", "logs", run_id, "-n", "2"]) == 0
+    assert data["lines"] == capsys.readouterr().out.splitlines()  # the same lines as the text output
+    assert main(["runs", "logs", run_id, "--json", "-f"]) == 0
+    followed = [json.loads(line)["line"] for line in capsys.readouterr().out.splitlines()]
+    assert [l for l in followed if l.startswith("selftest line")] == [f"selftest line {i}/3" for i in (1, 2, 3)]

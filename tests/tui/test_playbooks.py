@@ -66,3 +66,13 @@ async def test_dry_run_lists_steps_without_running(make_app):
         assert "dry run: nothing was executed" in screen_text(app)
         assert len(screen.query("#pb-steps Static")) > 1
         assert screen.outcome is None
+
+
+def test_evidence_reads_as_text_not_python_reprs():
+    """`gpus={'gpu': 0, ...}` was shown as a dict repr."""
+    from opsconsole.tui.screens.playbooks import evidence_text
+
+    text = evidence_text({"you": "alice", "processes": [{"pid": 20778, "gpu": 0, "user": "bob", "used_gib": 38.1}],
+                          "gpu0": {"temperature_c": 61.0, "slowdown_c": None}})
+    assert "{" not in text and "'" not in text
+    assert "processes=(pid=20778 gpu=0 user=bob used_gib=38.1)" in text and "gpu0=(temperature_c=61 slowdown_c=—)" in text

@@ -24,15 +24,20 @@ VERDICT_STYLE = {"pass": "bold green", "warn": "bold yellow", "fail": "bold red"
 
 
 def evidence_text(evidence: dict[str, Any], limit: int = 8) -> str:
-    parts = []
-    for key, value in list(evidence.items())[:limit]:
-        if isinstance(value, (list, tuple)):
-            value = ", ".join(str(v) for v in value[:6]) + (" …" if len(value) > 6 else "")
-        elif isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in list(value.items())[:6])
-        parts.append(f"{key}={value}")
-    text = "  ".join(parts)
+    """Evidence as text for people: `gpus=GPU 0: gpu=0 used_gib=38.1` rather than Python reprs."""
+    text = "  ".join(f"{key}={plain(value)}" for key, value in list(evidence.items())[:limit])
     return text if len(text) <= 160 else text[:159] + "…"
+
+
+def plain(value: Any) -> str:
+    """A value as short plain text: mappings as `(k=v k=v)`, lists joined with `; `."""
+    if isinstance(value, dict):
+        return "(" + " ".join(f"{k}={plain(v)}" for k, v in list(value.items())[:6]) + ")"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(plain(v) for v in value[:6]) + (" …" if len(value) > 6 else "")
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "—" if value is None else str(value)
 
 
 def step_text(index: int, title: str, status: str, summary: str = "", evidence: dict | None = None,

@@ -210,6 +210,13 @@ def peak_memory(device: str) -> dict[str, int | None]:
     }
 
 
+def vram_text(device: str, peak_bytes: int | None) -> str:
+    """`peak VRAM 612.0 MiB`, or `peak VRAM n/a (cpu)`: a CPU run has no VRAM to be 0 of."""
+    if not device.startswith("cuda") or peak_bytes is None:
+        return f"peak VRAM n/a ({device})"
+    return f"peak VRAM {peak_bytes / 2**20:.1f} MiB"
+
+
 def nvml_process_memory(device: str) -> int | None:
     """VRAM NVML attributes to this pid on `device` (None when NVML can't say)."""
     try:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from .common import (JobContext, JobError, Timer, add_common_job_options, check_range, dtype_name, peak_memory,
-                     reset_peak_memory, resolve_dtype, resolve_device, seed_everything, synchronize)
+                     reset_peak_memory, resolve_dtype, resolve_device, seed_everything, synchronize, vram_text)
 from .gemma_model import (ATTN_CHOICES, QUANT_CHOICES, check_tokens, load_model, load_tokenizer, resolve_source,
                           validate_backends)
 from .graph_replay import ReplayWatch, cudagraph_skips, replay_verdict
@@ -230,7 +230,7 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
         error.metrics = metrics  # type: ignore[attr-defined]
         raise error
     ctx.log(f"done: TTFT {metrics['ttft_s'] * 1000:.1f} ms, decode {metrics['decode_tokens_per_s'] or 0:.1f} tok/s, "
-            f"peak VRAM {memory['peak_vram_bytes'] / 2**20:.1f} MiB")
+            f"{vram_text(device, memory['peak_vram_bytes'])}")
     return metrics
 
 

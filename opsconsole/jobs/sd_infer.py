@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from .common import (JobContext, JobError, Timer, add_common_job_options, check_image_side, check_range, dtype_name,
-                     peak_memory, reset_peak_memory, resolve_device, resolve_dtype, seed_everything, synchronize)
+                     peak_memory, reset_peak_memory, resolve_device, resolve_dtype, seed_everything, synchronize,
+                     vram_text)
 from .sd_images import BLACK_KB, check_image_file, image_health
 from .sd_pipeline import (ATTN_CHOICES, SCHEDULERS, check_attn_name, check_scheduler_name, keep_vae_fp32,
                           require_packages, set_attention, set_scheduler)
@@ -246,7 +247,7 @@ def main(args: argparse.Namespace, ctx: JobContext) -> dict[str, Any]:
     for name in ("it_per_s", "s_per_image", "peak_vram_bytes"):
         ctx.metric(name, metrics[name])
     ctx.log(f"sd-infer: {metrics['it_per_s']} it/s, {metrics['s_per_image']} s/image, "
-            f"peak VRAM {metrics['peak_vram_bytes']} bytes, {len(images)} image(s) saved")
+            f"{vram_text(device, metrics['peak_vram_bytes'])}, {len(images)} image(s) saved")
 
     _report_health(health, output, ctx, metrics)
     return metrics

@@ -29,6 +29,7 @@ def test_multi_turn_chat_reports_metrics(tmp_path: Path, cache: Path) -> None:
     assert m["ttft_s"] > 0 and m["decode_tokens_per_s"] > 0 and m["total_s"] >= m["ttft_s"]
     assert m["attn"] == "eager" and m["dtype"] == "fp32" and m["turns"] == 3
     assert m["peak_vram_bytes"] == 0  # CPU: no VRAM
+    assert "peak VRAM n/a (cpu)" in run.log and "peak VRAM 0.0" not in run.log  # said as n/a, not "0 MiB"
     turns = [e for e in run.of_type("progress") if e["unit"] == "turn"]
     assert [t["step"] for t in turns] == [1, 2, 3]
     prompts = [t["metrics"]["prompt_tokens"] for t in turns]

@@ -29,6 +29,7 @@ def assert_generated(run, mode: str, images: int, scheduler: str | None = None) 
     m = run.metrics
     assert m["mode"] == mode and m["images"] == images
     assert m["it_per_s"] > 0 and m["s_per_image"] > 0 and m["peak_vram_bytes"] == 0  # CPU: no VRAM
+    assert "peak VRAM n/a (cpu)" in run.log
     assert m["attn"] == "sdpa" and m["attn_processor"] == "AttnProcessor2_0" and m["dtype"] == "fp32"
     assert m["nan_images"] == 0 and m["black_images"] == 0 and not run.of_type("finding")
     if scheduler:

@@ -74,7 +74,8 @@ class OpsConsoleApp(App[int]):
     DEFAULT_MODE = "dashboard"  # the first frame composes the dashboard directly
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
-        *(Binding(f"{key},f{n + 1}" if key != "?" else f"question_mark,f{n + 1}", f"goto('{mode}')", title, show=False)
+        # F1 is help, as in every terminal tool; the screens follow on F2-F7 (and on 1-6)
+        *(Binding(f"{key},f{n + 2}" if key != "?" else "question_mark,f1", f"goto('{mode}')", title, show=False)
           for n, (mode, key, title) in enumerate(SCREENS)),
         Binding("ctrl+t", "toggle_dark", "Light/dark", show=False),
     ]

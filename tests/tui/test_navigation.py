@@ -23,7 +23,9 @@ async def test_every_screen_key_and_ctrl_q_from_anywhere(make_app):
     app = make_app("healthy-8xh100")
     async with app.run_test(size=(100, 30)) as pilot:
         for key, mode in (("2", "diagnose"), ("3", "kb"), ("4", "playbooks"), ("5", "runs"),
-                          ("6", "environment"), ("question_mark", "help"), ("f2", "diagnose"), ("1", "dashboard")):
+                          ("6", "environment"), ("question_mark", "help"), ("escape", "dashboard"),
+                          ("f3", "diagnose"), ("f1", "help"), ("q", "dashboard"), ("f7", "environment"),
+                          ("1", "dashboard")):
             await pilot.press(key)
             await wait_until(pilot, lambda: app.current_mode == mode, what=mode)
         await pilot.press("4")

@@ -46,7 +46,7 @@ def help_markdown() -> str:
 
 class HelpScreen(OpsScreen):
     MODE = "help"
-    BINDINGS = [Binding("q", "app.goto('dashboard')", "Back to dashboard")]
+    BINDINGS = [Binding("q,escape", "app.goto('dashboard')", "Back to dashboard")]
 
     def compose(self) -> ComposeResult:
         yield from self.compose_tabs()

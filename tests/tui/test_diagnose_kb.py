@@ -37,18 +37,24 @@ async def test_pasted_oom_log_is_diagnosed_with_evidence_and_entry(make_app):
                          what="KB entry rendered")
 
 
+async def diagnose_path(pilot, path, timeout: float = 10.0):
+    """Open `path` with ctrl+o as a user types it, and wait for the diagnosis."""
+    await pilot.press("2")
+    await pilot.press("ctrl+o")
+    for ch in str(path):
+        await pilot.press(ch)
+    await pilot.press("enter")
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: screen.result is not None, timeout=timeout, what="diagnosis")
+    return screen
+
+
 async def test_diagnose_a_log_file_by_path(make_app, tmp_path):
     log = tmp_path / "job.log"
     log.write_text("loading model\n" * 50 + "RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
     app = make_app("healthy-8xh100")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        await pilot.press("ctrl+o")
-        for ch in str(log):
-            await pilot.press(ch)
-        await pilot.press("enter")
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.result is not None, what="diagnosis")
+        screen = await diagnose_path(pilot, log)
         assert screen.result.matches and screen.result.matches[0].category == "no_kernel_image"
         assert "51 ▶ RuntimeError: CUDA error: no kernel image" in screen_text(app)
 
@@ -106,13 +112,7 @@ async def test_file_evidence_is_redacted_like_the_cli(make_app, tmp_path):
                    "RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
     app = make_app("healthy-8xh100")
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.press("2")
-        await pilot.press("ctrl+o")
-        for ch in str(log):
-            await pilot.press(ch)
-        await pilot.press("enter")
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.result is not None, what="diagnosis")
+        screen = await diagnose_path(pilot, log)
         text = screen_text(app)
         assert "3 ▶ RuntimeError: CUDA error: no kernel image" in text
         assert "HF_TOKEN=" in text and "AWS_SECRET_ACCESS_KEY=" in text  # the context is there…
@@ -131,13 +131,7 @@ async def test_a_big_file_is_streamed_with_a_bounded_preview(make_app, tmp_path)
         handle.write("RuntimeError: CUDA error: no kernel image is available for execution on the device\n")
     app = make_app("healthy-8xh100")
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("2")
-        await pilot.press("ctrl+o")
-        for ch in str(log):
-            await pilot.press(ch)
-        await pilot.press("enter")
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.result is not None, timeout=60, what="diagnosis")
+        screen = await diagnose_path(pilot, log, timeout=60)
         assert screen.result.matches[0].category == "no_kernel_image"
         assert "60001 ▶ RuntimeError: CUDA error: no kernel image" in screen_text(app)
         assert "step 59999 loss" in screen_text(app)  # context read back from the file

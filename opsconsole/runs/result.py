@@ -146,10 +146,11 @@ def diagnose(run: RunDir, finish: dict[str, Any] | None, top: int = TOP_DIAGNOSE
                 fh.buffer.seek(-DIAGNOSE_MAX_BYTES, os.SEEK_END)
                 fh.readline()  # the first, partial line
             diagnoses = [d.to_dict() for d in match_log(_without_our_notes(fh), kb=kb, top=top).matches]
-        named = [(name, source, text) for name, source, text in (
-            ((finish or {}).get("kb"), "job", str((finish or {}).get("error", ""))),
-            (OOM_ENTRY if kernel_oom else None, "kernel", kernel_oom or ""))
-            if name]
+        named = []  # (KB id, who names it, evidence): the job's own verdict, then the kernel's
+        if (finish or {}).get("kb"):
+            named.append((finish["kb"], "job", str(finish.get("error", ""))))
+        if kernel_oom:
+            named.append((OOM_ENTRY, "kernel", kernel_oom))
         for name, source, text in named:
             entry = kb.get(name)
             if entry is not None and name not in {d["id"] for d in diagnoses}:
@@ -208,7 +209,7 @@ def add_diagnoses(run: RunDir, result: dict[str, Any], oom_kills: int | None = N
     if finish is None:
         finish = read_job_events(run.events).finish
     diagnoses, skipped = diagnose(run, finish, kernel_oom=kernel_oom)
-    out = {key: value for key, value in result.items() if key != "diagnosis_pending"}
+    out = _settled(result)
     out["diagnoses"] = diagnoses
     if skipped:
         out["diagnosis_skipped"] = skipped
@@ -225,11 +226,15 @@ def diagnose_within(run: RunDir, result: dict[str, Any], limit_s: float, oom_kil
     worker.join(limit_s)
     if "result" in done:
         return done["result"]
-    out = {key: value for key, value in result.items() if key != "diagnosis_pending"}
+    out = _settled(result)
     out["diagnosis_skipped"] = (f"the diagnosis took longer than {limit_s:g} s and was stopped; "
                                 f"run `opsconsole diagnose {run.log}` to try it without a limit")
     return out
 
+
+def _settled(result: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `result` without the `diagnosis_pending` mark."""
+    return {key: value for key, value in result.items() if key != "diagnosis_pending"}
 
 
 def _dedupe(artifacts: list[dict[str, Any]], run: RunDir) -> list[dict[str, Any]]:

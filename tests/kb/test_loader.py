@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from broken_files import KINDS as BROKEN_KINDS
+from broken_files import make_broken
 from kb_helpers import GOOD_ENTRY, write_entry
 from opsconsole.errors import ConfigError
 from opsconsole.kb import CATEGORIES, load_kb
@@ -103,18 +105,14 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path, playbook_dir
     assert len(errors) == 1 and "anchors and aliases" in str(errors[0]) and "widget-hot" not in kb.entries
 
 
-@pytest.mark.parametrize("make", ["dangling symlink", "directory", "symlink loop", "huge file"])
+@pytest.mark.parametrize("make", [*BROKEN_KINDS, "huge file"])
 def test_a_broken_file_in_an_extra_dir_is_skipped_with_a_warning(tmp_path: Path, playbook_dir: Path, make) -> None:
     """A dangling symlink, a directory or a loop named *.md ended `diagnose` and `kb check` in a traceback."""
     kb_dir = tmp_path / "kb"
     write_entry(kb_dir, "widget-ok.md", GOOD_ENTRY.format(id="widget-ok"))
     broken = kb_dir / "broken.md"
-    if make == "dangling symlink":
-        broken.symlink_to(tmp_path / "gone.md")
-    elif make == "directory":
-        broken.mkdir()
-    elif make == "symlink loop":
-        broken.symlink_to(broken)
+    if make in BROKEN_KINDS:
+        make_broken(broken, make)
     else:
         broken.write_text("---\nid: x\n---\n" + "x" * (2 << 20))
     kb, errors = _load(tmp_path, playbook_dir)

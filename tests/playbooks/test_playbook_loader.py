@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from broken_files import KINDS as BROKEN_KINDS
+from broken_files import make_broken
 
 from opsconsole.config import Settings
 from opsconsole.errors import ConfigError
@@ -210,18 +212,12 @@ def test_conclusion_templates_are_plain_known_fields(tmp_path, template):
     assert error.line == 7 and ("conversion or format spec" in str(error) or "unknown placeholder" in str(error))
 
 
-@pytest.mark.parametrize("make", ["dangling symlink", "directory", "symlink loop"])
+@pytest.mark.parametrize("make", BROKEN_KINDS)
 def test_a_broken_file_in_the_user_dir_disables_only_itself(tmp_path, monkeypatch, make):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     user_dir = tmp_path / "opsconsole" / "playbooks"
     write(user_dir, "mine", GOOD.format(id="mine"))
-    broken = user_dir / "broken.yaml"
-    if make == "dangling symlink":
-        broken.symlink_to(tmp_path / "gone.yaml")
-    elif make == "directory":
-        broken.mkdir()
-    else:
-        broken.symlink_to(broken)
+    make_broken(user_dir / "broken.yaml", make)
     loaded = load_playbooks(Settings())
     assert "mine" in loaded.playbooks
     (error,) = [e for e in loaded.errors if "broken.yaml" in e.path]

@@ -163,5 +163,5 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
             try:
                 values[key] = convert(environ[var])
             except ValueError as exc:
-                raise ConfigError(var, None, f"bad value {environ[var]!r}: {exc}", f"fix or unset {var}") from None
+                raise ConfigError(var, None, str(exc), f"fix or unset {var}") from None  # it quotes the value
     return Settings(source=source, **values)

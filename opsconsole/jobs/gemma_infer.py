@@ -50,7 +50,8 @@ def validate(args: argparse.Namespace) -> None:
     check_range("--turns", args.turns, 1, 100)
     source = resolve_source(args.model)
     # every turn's answer stays in the history the next turn re-feeds: all of them must fit
-    check_tokens("--max-new-tokens x --turns", args.max_new_tokens * args.turns, source)
+    flag = "--max-new-tokens" if args.turns == 1 else "--max-new-tokens x --turns"
+    check_tokens(flag, args.max_new_tokens * args.turns, source)
     validate_backends(args.attn, args.quant)
 
 
